@@ -1,0 +1,91 @@
+"""Engines, sessions and the schema-revision guard.
+
+SQLite is tuned for an embedded, mostly single-writer catalog: WAL so readers never block the
+writer, a busy timeout so a second writer waits instead of failing at once, and foreign keys on
+(SQLite leaves them off by default). Migrations run with foreign keys off, as alembic's batch mode
+rebuilds tables by copy-and-rename.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Engine, make_url
+
+from warehouse.errors import ConfigError, SchemaOutOfDate
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _sqlite_sqrt(x: float | None) -> float | None:
+    if x is None or x < 0:
+        return None
+    return math.sqrt(x)
+
+
+def _on_sqlite_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    # Let SQLAlchemy, not pysqlite, decide where transactions begin, so BEGIN is emitted
+    # explicitly and a whole ingest is one transaction (the pysqlite docs' recipe).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+    # Some builds of SQLite lack the math functions that our views (and PostgreSQL) have.
+    dbapi_conn.create_function("sqrt", 1, _sqlite_sqrt, deterministic=True)
+
+
+def _on_sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine for ``url`` with the per-dialect settings above."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError for malformed URLs
+        raise ConfigError(f"cannot parse database URL {url!r}: {exc}") from exc
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "connect", _on_sqlite_connect)
+        event.listen(engine, "begin", _on_sqlite_begin)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(url, pool_pre_ping=True, **kwargs)
+    return create_engine(url, **kwargs)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The alembic revision stamped in the catalog, or None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def has_any_table(engine: Engine) -> bool:
+    return bool(inspect(engine).get_table_names())
+
+
+def check_revision(engine: Engine, head: str) -> None:
+    """Refuse a catalog whose schema is not at the code's head revision."""
+    rev = current_revision(engine)
+    if rev == head:
+        return
+    if rev is None:
+        raise SchemaOutOfDate(
+            f"the catalog at {engine.url.render_as_string(hide_password=True)} has no schema;"
+            " run `warehouse db upgrade`"
+        )
+    raise SchemaOutOfDate(
+        f"the catalog is at schema revision {rev} but this warehouse needs {head};"
+        " run `warehouse db upgrade`"
+    )

@@ -1,0 +1,49 @@
+"""The warehouse's exception family.
+
+Every user-facing failure is a :class:`WarehouseError` whose message says what went wrong, where
+(file and frame or line when there is one) and how to fix it. The CLI prints these without a
+traceback and exits non-zero; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class WarehouseError(Exception):
+    """Base class of every error a user can cause and fix."""
+
+    exit_code = 1
+
+
+class ConfigError(WarehouseError):
+    """Settings (URL, lake path) are missing or unusable."""
+
+
+class SchemaOutOfDate(WarehouseError):
+    """The catalog's schema revision is not the one this code expects."""
+
+
+class IngestError(WarehouseError):
+    """Bad input: names the file and the place (frame, line, key) in its message."""
+
+    def __init__(self, message: str, *, path: str | None = None, where: str | None = None) -> None:
+        self.path = path
+        self.where = where
+        prefix = ""
+        if path is not None:
+            prefix = f"{path}"
+            if where:
+                prefix += f", {where}"
+            prefix += ": "
+        super().__init__(prefix + message)
+
+
+class NotFound(WarehouseError):
+    """A named thing (model, dataset, ensemble, level of theory) is not in the catalog."""
+
+
+class NoMatch(WarehouseError):
+    """A query's filters matched no rows."""
+
+
+class LakeError(WarehouseError):
+    """A lake file is missing, altered, or cannot be written."""

@@ -1,0 +1,155 @@
+"""The Parquet array lake.
+
+Per-atom arrays and time series live in Hive-partitioned Parquet folders under one root (a local
+folder or any URI that ``pyarrow.fs`` understands), e.g.::
+
+    <root>/positions/run=12/part-12-<uuid>.parquet
+    <root>/predicted_forces/model=unep-v1/part-14-<uuid>.parquet
+
+so DuckDB, Polars or Spark read them as they are. A file is written under a temporary name,
+renamed into place, and its sha256 returned for the catalog row that points to it; a
+:class:`LakeTransaction` removes what it wrote if the catalog transaction fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyarrow import fs as pafs
+
+from warehouse.errors import LakeError
+
+TMP_SUFFIX = ".tmp"
+# Row groups of ~64k rows keep per-structure reads selective (statistics on structure_id)
+# without making files of many tiny groups.
+ROW_GROUP_SIZE = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenFile:
+    path: str  # relative to the lake root, POSIX separators
+    sha256: str
+    n_rows: int
+    n_bytes: int
+
+
+def partition_value(value: object) -> str:
+    """Make a value safe as a Hive partition folder name (``key=value``)."""
+    return quote(str(value), safe="-_.")
+
+
+class Lake:
+    """A Parquet lake rooted at a local folder or a pyarrow filesystem URI."""
+
+    def __init__(self, root: str) -> None:
+        self.root_uri = root
+        try:
+            if "://" in root:
+                self.fs, base = pafs.FileSystem.from_uri(root)
+            else:
+                self.fs, base = pafs.LocalFileSystem(), str(_abspath(root))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise LakeError(f"cannot open the lake at {root!r}: {exc}") from exc
+        self.base = base.rstrip("/")
+
+    def full(self, rel: str) -> str:
+        return f"{self.base}/{rel}"
+
+    def new_path(self, table: str, partitions: dict[str, object], run_id: int) -> str:
+        parts = [table, *(f"{k}={partition_value(v)}" for k, v in partitions.items())]
+        parts.append(f"part-{run_id}-{uuid.uuid4().hex[:12]}.parquet")
+        return str(PurePosixPath(*parts))
+
+    def write(self, rel: str, table: pa.Table) -> WrittenFile:
+        """Write ``table`` at ``rel``: to a temporary name first, then rename into place."""
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, row_group_size=ROW_GROUP_SIZE, compression="zstd")
+        data = sink.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        final = self.full(rel)
+        tmp = final + TMP_SUFFIX
+        try:
+            self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
+            with self.fs.open_output_stream(tmp) as out:
+                out.write(data)
+            self.fs.move(tmp, final)
+        except OSError as exc:
+            raise LakeError(f"cannot write lake file {final}: {exc}") from exc
+        return WrittenFile(rel, digest, table.num_rows, data.size)
+
+    def read(self, rel: str, *, columns: list[str] | None = None, filters=None) -> pa.Table:
+        try:
+            return pq.read_table(
+                self.full(rel), columns=columns, filters=filters, filesystem=self.fs
+            )
+        except FileNotFoundError as exc:
+            raise LakeError(
+                f"lake file {self.full(rel)} is missing; run `warehouse check`"
+            ) from exc
+
+    def sha256(self, rel: str) -> str:
+        h = hashlib.sha256()
+        with self.fs.open_input_stream(self.full(rel)) as src:
+            while block := src.read(1 << 20):
+                h.update(block)
+        return h.hexdigest()
+
+    def exists(self, rel: str) -> bool:
+        return self.fs.get_file_info(self.full(rel)).type == pafs.FileType.File
+
+    def delete(self, rel: str) -> None:
+        try:
+            self.fs.delete_file(self.full(rel))
+        except FileNotFoundError:
+            pass
+
+    def walk(self) -> Iterator[str]:
+        """Every file under the root, relative, including temporary leftovers."""
+        selector = pafs.FileSelector(self.base, recursive=True, allow_not_found=True)
+        for info in self.fs.get_file_info(selector):
+            if info.type == pafs.FileType.File:
+                yield info.path[len(self.base) + 1 :]
+
+
+@dataclass
+class LakeTransaction:
+    """Files written for one catalog transaction; removed again if it does not commit."""
+
+    lake: Lake
+    run_id: int
+    written: list[WrittenFile] = field(default_factory=list)
+
+    def write(self, table_name: str, table: pa.Table, **partitions: object) -> WrittenFile:
+        rel = self.lake.new_path(table_name, partitions, self.run_id)
+        wf = self.lake.write(rel, table)
+        self.written.append(wf)
+        return wf
+
+    def rollback(self) -> None:
+        for wf in self.written:
+            self.lake.delete(wf.path)
+        self.written.clear()
+
+
+@contextmanager
+def lake_transaction(lake: Lake, run_id: int) -> Iterator[LakeTransaction]:
+    txn = LakeTransaction(lake, run_id)
+    try:
+        yield txn
+    except BaseException:
+        txn.rollback()
+        raise
+
+
+def _abspath(root: str):
+    from pathlib import Path
+
+    return Path(root).expanduser().resolve()
