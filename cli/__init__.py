@@ -1,0 +1,1 @@
+"""The ``warehouse`` command line: thin typer commands over ``ingest`` and ``queries``."""

@@ -1,0 +1,117 @@
+"""``warehouse``: the command-line entry point and its top-level commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli import db as db_cmds
+from cli import ingest as ingest_cmds
+from cli.context import WarehouseGroup, argv, open_from
+from cli.output import Format, emit, render
+from warehouse.settings import LAKE_ENV, URL_ENV
+
+app = typer.Typer(
+    cls=WarehouseGroup,
+    help="A results warehouse for benchmarking machine-learning interatomic potentials.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(db_cmds.app, name="db")
+app.add_typer(ingest_cmds.app, name="ingest")
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    url: Annotated[str | None, typer.Option(
+        "--url", envvar=URL_ENV, help="Catalog database (SQLAlchemy URL). Default: embedded SQLite."
+    )] = None,
+    lake: Annotated[str | None, typer.Option(
+        "--lake", envvar=LAKE_ENV, help="Array lake root (folder or URI). Default: ./warehouse-data/lake."
+    )] = None,
+) -> None:
+    """Store DFT labels, model predictions, timings and MD output; ask for leaderboards."""
+    ctx.obj = {"url": url, "lake": lake}
+
+
+@app.command()
+def info(ctx: typer.Context) -> None:
+    """Show the engine, lake, schema revision and row counts.
+
+    Example: warehouse info
+    """
+    with open_from(ctx) as wh:
+        typer.echo(f"engine:   {wh.dialect} ({wh.engine.url.render_as_string(hide_password=True)})")
+        typer.echo(f"lake:     {wh.lake.root_uri}")
+        typer.echo(f"revision: {wh.revision()}")
+        for table, n in wh.counts().items():
+            typer.echo(f"  {table:<20} {n:>10}")
+
+
+@app.command()
+def demo(ctx: typer.Context) -> None:
+    """Build a small real benchmark (mlearn Cu/Ni DFT test sets, ASE's EMT) and print its leaderboard.
+
+    Example: warehouse demo
+    """
+    from ingest.demo import run_demo
+    from queries.leaderboard import leaderboard
+
+    with open_from(ctx) as wh:
+        for summary in run_demo(wh, argv=argv()):
+            typer.echo(summary.line(), err=True)
+            for note in summary.notes:
+                typer.echo(f"  {note}", err=True)
+        table = leaderboard(wh, models=["emt"])
+    typer.echo(render(table, Format.TABLE))
+    typer.echo(
+        "\nNote: EMT's energies have another zero than the DFT reference's, so the energy errors"
+        " above are dominated by a constant per-element offset, not by the model's shape of the"
+        " energy surface. Forces and stresses are unaffected."
+    )
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(
+    ctx: typer.Context,
+    dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", help="Only these datasets (repeatable).")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Only these models (repeatable).")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Energy (meV/atom), force (meV/Å) and stress (GPa) MAE and RMSE per model and dataset.
+
+    Example: warehouse leaderboard --dataset pbte --format json
+    """
+    from queries.leaderboard import leaderboard
+
+    with open_from(ctx) as wh:
+        table = leaderboard(wh, datasets=dataset or (), models=model or ())
+    emit(render(table, fmt), out)
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    repair: Annotated[bool, typer.Option("--repair", help="Delete lake files that no catalog row points to.")] = False,
+) -> None:
+    """Check that every catalog row's lake file exists with its recorded sha256, and find orphans.
+
+    Example: warehouse check --repair
+    """
+    from warehouse.check import check_lake
+
+    with open_from(ctx) as wh:
+        report = check_lake(wh, repair=repair)
+    for line in report.lines():
+        typer.echo(line)
+    if report.problems:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,58 @@
+"""``warehouse ingest``: store what a run produced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.context import WarehouseGroup, argv, open_from
+
+app = typer.Typer(cls=WarehouseGroup, help="Store structures, labels, predictions and more.",
+                  no_args_is_help=True)
+
+LevelOpt = Annotated[str | None, typer.Option(
+    "--level-of-theory", "-l", help="Name of the reference's level of theory (e.g. VASP-PBE-520).")]
+
+
+@app.command()
+def structures(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="Structure file (extended XYZ, mlearn JSON).")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset to add them to.")],
+    level_of_theory: LevelOpt = None,
+    subset: Annotated[str | None, typer.Option("--subset", help="Subset tag (default: config_type).")] = None,
+    split: Annotated[str | None, typer.Option("--split", help="Split tag, e.g. train or test.")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="Reader (default: from the file name).")] = None,
+) -> None:
+    """Store structures and their DFT labels (energy, forces, stress) as references.
+
+    Example: warehouse ingest structures train.xyz --dataset pbte --level-of-theory PBE
+    """
+    from ingest.api import ingest_structures
+
+    with open_from(ctx) as wh:
+        summary = ingest_structures(wh, path, dataset=dataset, level_of_theory=level_of_theory,
+                                    subset=subset, split=split, fmt=fmt, argv=argv())
+    typer.echo(summary.line())
+
+
+@app.command()
+def gpumd(
+    ctx: typer.Context,
+    folder: Annotated[Path, typer.Argument(help="GPUMD nep folder (train.xyz + *_train.out).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Name of the NEP model.")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset of its structures.")],
+    level_of_theory: LevelOpt = None,
+) -> None:
+    """Store a GPUMD NEP model's predictions (and its structures if they are new).
+
+    Example: warehouse ingest gpumd nep_train/ --model pbte-nep --dataset pbte
+    """
+    from ingest.api import ingest_gpumd
+
+    with open_from(ctx) as wh:
+        summary = ingest_gpumd(wh, folder, model=model, dataset=dataset,
+                               level_of_theory=level_of_theory, argv=argv())
+    typer.echo(summary.line())

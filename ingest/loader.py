@@ -1,0 +1,638 @@
+"""The one writer: records in, catalog rows and lake files out, in one transaction.
+
+Usage::
+
+    with ingest_run(wh, kind="structures", source=path) as loader:
+        level = loader.level_of_theory("PBE-PAW-520")
+        ds = loader.dataset("pbte", level)
+        loader.add_frames(parse_extxyz(path), dataset_id=ds, level_id=level, path=path)
+    print(loader.summary.line())
+
+Everything ``ingest_run`` does lands at commit or not at all: on any exception (Ctrl-C included)
+the catalog transaction is rolled back, the lake files it wrote are deleted, and a separate
+``failed`` provenance row records what was attempted. A kill -9 can leave lake files without rows;
+``warehouse check --repair`` removes them (they are never referenced, so never read).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from ase.data import chemical_symbols
+from ase.formula import Formula
+from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from warehouse.records import Frame, Labels, PredictionFrame
+from warehouse import models as m
+from warehouse.core import Warehouse
+from warehouse.errors import IngestError, NotFound
+from warehouse.errorsums import calc_element_force_sums, calc_error_sums
+from warehouse.hashing import structure_hashes
+from warehouse.lake import LakeTransaction
+from warehouse.provenance import new_run, now
+
+# Frames are written in batches of about this many atoms: large enough that per-batch overhead
+# (one Parquet file, a few multi-row INSERTs) is amortised, small enough to bound memory.
+BATCH_ATOMS = 250_000
+# Keep IN (...) lists well under SQLite's 32,766 bound-parameter limit.
+IN_CHUNK = 900
+UNKNOWN_LEVEL = "unspecified"
+STRESS_COLS = ("stress_xx", "stress_yy", "stress_zz", "stress_yz", "stress_xz", "stress_xy")
+SYMBOLS = np.array(chemical_symbols)
+
+
+@dataclass
+class IngestSummary:
+    kind: str
+    run_id: int | None = None
+    added: dict[str, int] = field(default_factory=dict)
+    present: dict[str, int] = field(default_factory=dict)
+    refused: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, what: str, n: int = 1) -> None:
+        self.added[what] = self.added.get(what, 0) + n
+
+    def seen(self, what: str, n: int = 1) -> None:
+        self.present[what] = self.present.get(what, 0) + n
+
+    @property
+    def nothing_new(self) -> bool:
+        return not any(self.added.values())
+
+    def line(self) -> str:
+        def fmt(d: dict[str, int]) -> str:
+            return ", ".join(f"{v} {k}" for k, v in d.items() if v) or "nothing"
+
+        head = f"{self.kind} (run {self.run_id}): added {fmt(self.added)}"
+        head += f"; already present {fmt(self.present)}; refused {self.refused}"
+        if self.nothing_new:
+            head += " -- nothing new was added"
+        return head
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"added": self.added, "present": self.present, "refused": self.refused}
+
+
+def _chunks(items: list[Any], size: int = IN_CHUNK) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _batches(frames: Iterable[Any], n_atoms_of) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    atoms = 0
+    for item in frames:
+        batch.append(item)
+        atoms += n_atoms_of(item)
+        if atoms >= BATCH_ATOMS:
+            yield batch
+            batch, atoms = [], 0
+    if batch:
+        yield batch
+
+
+def _stress_dict(stress: np.ndarray | None) -> dict[str, float | None]:
+    if stress is None:
+        return dict.fromkeys(STRESS_COLS)
+    return {c: float(v) for c, v in zip(STRESS_COLS, stress, strict=True)}
+
+
+def _stress_of(row: Any) -> np.ndarray | None:
+    vals = [getattr(row, c) for c in STRESS_COLS]
+    return None if any(v is None for v in vals) else np.array(vals, dtype=np.float64)
+
+
+class Loader:
+    """Writes one ingest's records; created by :func:`ingest_run`."""
+
+    def __init__(self, wh: Warehouse, session: Session, lake: LakeTransaction, run: m.IngestRun):
+        self.wh = wh
+        self.s = session
+        self.lake = lake
+        self.run = run
+        self.summary = IngestSummary(kind=run.kind, run_id=run.id)
+        self._sid_by_hash: dict[str, int] = {}
+
+    # -- named things -------------------------------------------------------------------------
+
+    def level_of_theory(self, name: str | None, **attrs: Any) -> int:
+        name = name or UNKNOWN_LEVEL
+        lot = self.s.scalar(select(m.LevelOfTheory).where(m.LevelOfTheory.name == name))
+        if lot is None:
+            lot = m.LevelOfTheory(name=name, **{k: v for k, v in attrs.items() if v is not None})
+            self.s.add(lot)
+            self.s.flush()
+            self.summary.add("levels of theory")
+        return lot.id
+
+    def dataset(self, name: str, level_id: int, *, description: str | None = None) -> int:
+        ds = self.s.scalar(select(m.Dataset).where(m.Dataset.name == name))
+        if ds is None:
+            ds = m.Dataset(
+                name=name, level_of_theory_id=level_id, description=description,
+                created_run_id=self.run.id,
+            )
+            self.s.add(ds)
+            self.s.flush()
+            self.summary.add("datasets")
+        elif ds.level_of_theory_id != level_id:
+            have = self.s.get(m.LevelOfTheory, ds.level_of_theory_id)
+            want = self.s.get(m.LevelOfTheory, level_id)
+            raise IngestError(
+                f"dataset {name!r} holds labels at level of theory {have.name!r}, not"
+                f" {want.name!r}; use another dataset name or the same --level-of-theory"
+            )
+        return ds.id
+
+    def existing_dataset(self, name: str) -> m.Dataset:
+        ds = self.s.scalar(select(m.Dataset).where(m.Dataset.name == name))
+        if ds is None:
+            raise NotFound(f"no dataset named {name!r}; `warehouse info` lists them")
+        return ds
+
+    def model(self, name: str, **attrs: Any) -> int:
+        model = self.s.scalar(select(m.Model).where(m.Model.name == name))
+        if model is None:
+            model = m.Model(
+                name=name, created_run_id=self.run.id,
+                **{k: v for k, v in attrs.items() if v is not None},
+            )
+            self.s.add(model)
+            self.s.flush()
+            self.summary.add("models")
+        return model.id
+
+    # -- lake helpers -------------------------------------------------------------------------
+
+    def _placeholder_file(self, kind: str) -> m.LakeFile:
+        """A lake_files row to own a batch; path and checksum are filled once the file exists."""
+        lf = m.LakeFile(
+            path=f"pending/{self.run.id}/{uuid.uuid4().hex}", kind=kind, sha256="", n_rows=0,
+            n_bytes=0, ingest_run_id=self.run.id,
+        )
+        self.s.add(lf)
+        self.s.flush()
+        return lf
+
+    def _write(self, lf: m.LakeFile, table_name: str, table: pa.Table, **parts: object) -> None:
+        wf = self.lake.write(table_name, table, **parts)
+        self.s.execute(
+            update(m.LakeFile)
+            .where(m.LakeFile.id == lf.id)
+            .values(path=wf.path, sha256=wf.sha256, n_rows=wf.n_rows, n_bytes=wf.n_bytes)
+        )
+
+    # -- structures and references ------------------------------------------------------------
+
+    def _lookup_hashes(self, hashes: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        todo = [h for h in hashes if h not in self._sid_by_hash]
+        for chunk in _chunks(sorted(set(todo))):
+            rows = self.s.execute(
+                select(m.Structure.hash, m.Structure.id).where(m.Structure.hash.in_(chunk))
+            )
+            found.update({h: i for h, i in rows})
+        self._sid_by_hash.update(found)
+        return {h: self._sid_by_hash[h] for h in hashes if h in self._sid_by_hash}
+
+    def _insert_structures(self, frames: list[Frame], hashes: list[tuple[str, str]]) -> list[int]:
+        lf = self._placeholder_file("positions")
+        rows = []
+        for f, (h, free) in zip(frames, hashes, strict=True):
+            syms = SYMBOLS[f.numbers]
+            uniq, counts = np.unique(syms, return_counts=True)
+            rows.append({
+                "hash": h, "order_free_hash": free, "n_atoms": f.n_atoms,
+                "formula": Formula.from_list(list(syms)).reduce()[0].format("metal"),
+                "elements": ",".join(uniq), "n_elements": len(uniq),
+                "cell": f.cell.tolist(), "pbc": "".join("T" if p else "F" for p in f.pbc),
+                "volume": float(abs(np.linalg.det(f.cell))) if f.pbc.all() else None,
+                "lake_file_id": lf.id, "ingest_run_id": self.run.id,
+            })
+        result = self.s.execute(
+            insert(m.Structure).returning(m.Structure.id, sort_by_parameter_order=True), rows
+        )
+        ids = [r[0] for r in result]
+        elements = []
+        for sid, f in zip(ids, frames, strict=True):
+            uniq, counts = np.unique(SYMBOLS[f.numbers], return_counts=True)
+            elements += [
+                {"structure_id": sid, "element": str(e), "count": int(c)}
+                for e, c in zip(uniq, counts, strict=True)
+            ]
+        self.s.execute(insert(m.StructureElement), elements)
+        n = np.array([f.n_atoms for f in frames])
+        table = pa.table({
+            "structure_id": pa.array(np.repeat(ids, n), pa.int64()),
+            "atom_index": pa.array(np.concatenate([np.arange(k) for k in n]), pa.int32()),
+            "Z": pa.array(np.concatenate([f.numbers for f in frames]), pa.int16()),
+            "x": np.concatenate([f.positions[:, 0] for f in frames]),
+            "y": np.concatenate([f.positions[:, 1] for f in frames]),
+            "z": np.concatenate([f.positions[:, 2] for f in frames]),
+        })
+        self._write(lf, "positions", table, run=self.run.id)
+        return ids
+
+    def add_frames(
+        self,
+        frames: Iterable[Frame],
+        *,
+        dataset_id: int,
+        level_id: int,
+        path: str,
+        subset: str | None = None,
+        split: str | None = None,
+    ) -> list[int]:
+        """Store structures (deduplicated), their dataset membership and their reference labels.
+
+        Returns the structure id of every frame, in order.
+        """
+        all_ids: list[int] = []
+        for batch in _batches(frames, lambda f: f.n_atoms):
+            all_ids += self._add_frame_batch(batch, dataset_id, level_id, subset, split)
+        return all_ids
+
+    def _add_frame_batch(
+        self, batch: list[Frame], dataset_id: int, level_id: int, subset: str | None,
+        split: str | None,
+    ) -> list[int]:
+        hashes = [structure_hashes(f.numbers, f.positions, f.cell, f.pbc)[:2] for f in batch]
+        known = self._lookup_hashes([h for h, _ in hashes])
+        new_frames, new_hashes, seen = [], [], set()
+        for f, (h, free) in zip(batch, hashes, strict=True):
+            if h not in known and h not in seen:
+                seen.add(h)
+                new_frames.append(f)
+                new_hashes.append((h, free))
+        if new_frames:
+            ids = self._insert_structures(new_frames, new_hashes)
+            self._sid_by_hash.update({h: i for (h, _), i in zip(new_hashes, ids, strict=True)})
+        self.summary.add("structures", len(new_frames))
+        self.summary.seen("structures", len(batch) - len(new_frames))
+        sids = [self._sid_by_hash[h] for h, _ in hashes]
+        self._add_members(batch, sids, dataset_id, subset, split)
+        self._add_references(batch, sids, level_id)
+        return sids
+
+    def _add_members(
+        self, batch: list[Frame], sids: list[int], dataset_id: int, subset: str | None,
+        split: str | None,
+    ) -> None:
+        existing: set[int] = set()
+        for chunk in _chunks(sorted(set(sids))):
+            existing.update(self.s.scalars(
+                select(m.DatasetMember.structure_id).where(
+                    m.DatasetMember.dataset_id == dataset_id,
+                    m.DatasetMember.structure_id.in_(chunk),
+                )
+            ))
+        rows = []
+        for f, sid in zip(batch, sids, strict=True):
+            if sid in existing:
+                self.summary.seen("members")
+                continue
+            existing.add(sid)
+            rows.append({
+                "dataset_id": dataset_id, "structure_id": sid, "split": split,
+                "subset": subset if subset is not None else f.config_type,
+                "config_type": f.config_type, "weight": f.weight, "source_index": f.index,
+                "ingest_run_id": self.run.id,
+            })
+        if rows:
+            self.s.execute(insert(m.DatasetMember), rows)
+        self.summary.add("members", len(rows))
+
+    def _add_references(self, batch: list[Frame], sids: list[int], level_id: int) -> None:
+        existing: set[int] = set()
+        for chunk in _chunks(sorted(set(sids))):
+            existing.update(self.s.scalars(
+                select(m.Reference.structure_id).where(
+                    m.Reference.level_of_theory_id == level_id,
+                    m.Reference.structure_id.in_(chunk),
+                )
+            ))
+        todo: list[tuple[Frame, int]] = []
+        for f, sid in zip(batch, sids, strict=True):
+            if f.labels.is_empty():
+                continue
+            if sid in existing:
+                self.summary.seen("references")
+                continue
+            existing.add(sid)
+            todo.append((f, sid))
+        if not todo:
+            return
+        with_forces = [(f, sid) for f, sid in todo if f.labels.forces is not None]
+        lf = self._placeholder_file("reference_forces") if with_forces else None
+        rows = [{
+            "structure_id": sid, "level_of_theory_id": level_id, "energy": f.labels.energy,
+            "free_energy": f.labels.free_energy, **_stress_dict(f.labels.stress),
+            "has_forces": f.labels.forces is not None,
+            "lake_file_id": lf.id if (lf and f.labels.forces is not None) else None,
+            "ingest_run_id": self.run.id,
+        } for f, sid in todo]
+        result = self.s.execute(
+            insert(m.Reference).returning(m.Reference.id, sort_by_parameter_order=True), rows
+        )
+        ref_ids = [r[0] for r in result]
+        if with_forces:
+            rid_of = {sid: rid for (_, sid), rid in zip(todo, ref_ids, strict=True)}
+            self._write(lf, "reference_forces", _forces_table(
+                [rid_of[sid] for _, sid in with_forces], [sid for _, sid in with_forces],
+                [f.labels.forces for f, _ in with_forces], id_name="reference_id",
+            ), level=level_id)
+        self.summary.add("references", len(ref_ids))
+        self._errors_for_new_references(ref_ids)
+
+    # -- predictions --------------------------------------------------------------------------
+
+    def add_predictions(
+        self, model_id: int, items: Iterable[PredictionFrame], *, path: str
+    ) -> None:
+        """Store a model's predictions, matched to stored structures by content hash.
+
+        A structure listed with its atoms in another order is matched by the order-free hash and
+        its forces are permuted back. Predictions of structures not in the warehouse are refused
+        as a whole, with the count and the first examples.
+        """
+        missing: list[str] = []
+        total = 0
+        for batch in _batches(items, lambda p: p.frame.n_atoms):
+            total += len(batch)
+            missing += self._add_prediction_batch(model_id, batch)
+        if missing:
+            raise IngestError(
+                f"{len(missing)} of {total} structures are not in the warehouse (first: "
+                + "; ".join(missing[:5])
+                + "); ingest them first with `warehouse ingest structures`",
+                path=path,
+            )
+
+    def _match(self, batch: list[PredictionFrame]) -> tuple[list[int | None], list[np.ndarray | None]]:
+        hashed = [structure_hashes(p.frame.numbers, p.frame.positions, p.frame.cell, p.frame.pbc)
+                  for p in batch]
+        known = self._lookup_hashes([h for h, _, _ in hashed])
+        sids: list[int | None] = []
+        perms: list[np.ndarray | None] = []
+        for h, free, order in hashed:
+            if h in known:
+                sids.append(known[h])
+                perms.append(None)
+                continue
+            row = self.s.execute(
+                select(m.Structure.id, m.Structure.lake_file_id)
+                .where(m.Structure.order_free_hash == free).limit(1)
+            ).first()
+            if row is None:
+                sids.append(None)
+                perms.append(None)
+                continue
+            stored = self._stored_frame(row.id, row.lake_file_id)
+            _, _, stored_order = structure_hashes(*stored)
+            # stored atom stored_order[k] is the same atom as this file's atom order[k]
+            perm = np.empty_like(order)
+            perm[stored_order] = order
+            sids.append(row.id)
+            perms.append(perm)
+        return sids, perms
+
+    def _stored_frame(self, sid: int, lake_file_id: int) -> tuple[np.ndarray, ...]:
+        path = self.s.get(m.LakeFile, lake_file_id).path
+        t = self.wh.lake.read(path, filters=[("structure_id", "=", sid)]).sort_by("atom_index")
+        st = self.s.get(m.Structure, sid)
+        pos = np.column_stack([t["x"].to_numpy(), t["y"].to_numpy(), t["z"].to_numpy()])
+        return t["Z"].to_numpy(), pos, np.array(st.cell), np.array([c == "T" for c in st.pbc])
+
+    def _add_prediction_batch(self, model_id: int, batch: list[PredictionFrame]) -> list[str]:
+        sids, perms = self._match(batch)
+        missing = [
+            f"frame {p.frame.index} ({p.frame.n_atoms} atoms)"
+            for p, sid in zip(batch, sids, strict=True) if sid is None
+        ]
+        existing: set[int] = set()
+        for chunk in _chunks(sorted({s for s in sids if s is not None})):
+            existing.update(self.s.scalars(
+                select(m.Prediction.structure_id).where(
+                    m.Prediction.model_id == model_id, m.Prediction.structure_id.in_(chunk)
+                )
+            ))
+        todo: list[tuple[PredictionFrame, int, Labels]] = []
+        for p, sid, perm in zip(batch, sids, perms, strict=True):
+            if sid is None:
+                continue
+            if sid in existing:
+                self.summary.seen("predictions")
+                continue
+            existing.add(sid)
+            labels = p.frame.labels
+            if perm is not None and labels.forces is not None:
+                labels = Labels(labels.energy, labels.forces[perm], labels.stress, labels.free_energy)
+            todo.append((p, sid, labels))
+        if todo:
+            self._insert_predictions(model_id, todo)
+        return missing
+
+    def _insert_predictions(self, model_id: int, todo: list[tuple[PredictionFrame, int, Labels]]) -> None:
+        with_forces = [(sid, lab) for p, sid, lab in todo if p.status == "ok" and lab.forces is not None]
+        lf = self._placeholder_file("predicted_forces") if with_forces else None
+        rows = []
+        for p, sid, lab in todo:
+            ok = p.status == "ok"
+            rows.append({
+                "model_id": model_id, "structure_id": sid, "status": p.status,
+                "message": p.message, "energy": lab.energy if ok else None,
+                **_stress_dict(lab.stress if ok else None),
+                "has_forces": ok and lab.forces is not None,
+                "lake_file_id": lf.id if (lf and ok and lab.forces is not None) else None,
+                "ingest_run_id": self.run.id,
+            })
+        result = self.s.execute(
+            insert(m.Prediction).returning(m.Prediction.id, sort_by_parameter_order=True), rows
+        )
+        pred_ids = [r[0] for r in result]
+        if with_forces:
+            pid_of = {sid: pid for (_, sid, _), pid in zip(todo, pred_ids, strict=True)}
+            model_name = self.s.get(m.Model, model_id).name
+            self._write(lf, "predicted_forces", _forces_table(
+                [pid_of[sid] for sid, _ in with_forces], [sid for sid, _ in with_forces],
+                [lab.forces for _, lab in with_forces], id_name="prediction_id",
+            ), model=model_name)
+        n_failed = sum(p.status != "ok" for p, _, _ in todo)
+        self.summary.add("predictions", len(todo) - n_failed)
+        self.summary.add("failed predictions", n_failed)
+        forces_of = {pid_of[sid]: lab.forces for sid, lab in with_forces} if with_forces else {}
+        ok_ids = [pid for (p, _, _), pid in zip(todo, pred_ids, strict=True) if p.status == "ok"]
+        self._compute_errors(
+            select(m.Prediction, m.Reference)
+            .join(m.Reference, m.Reference.structure_id == m.Prediction.structure_id),
+            m.Prediction.id, ok_ids, known_pred_forces=forces_of,
+        )
+
+    # -- error sums ---------------------------------------------------------------------------
+
+    def _errors_for_new_references(self, ref_ids: list[int]) -> None:
+        self._compute_errors(
+            select(m.Prediction, m.Reference)
+            .join(m.Reference, m.Reference.structure_id == m.Prediction.structure_id)
+            .where(m.Prediction.status == "ok"),
+            m.Reference.id, ref_ids,
+        )
+
+    def _compute_errors(self, stmt, key_col, ids: list[int], known_pred_forces=None) -> None:
+        known_pred_forces = known_pred_forces or {}
+        for chunk in _chunks(ids):
+            pairs = self.s.execute(stmt.where(key_col.in_(chunk))).all()
+            if not pairs:
+                continue
+            pred_forces = dict(known_pred_forces)
+            need = [p for p, _ in pairs if p.has_forces and p.id not in pred_forces]
+            pred_forces.update(self._read_forces(need, "prediction_id"))
+            ref_forces = self._read_forces([r for _, r in pairs if r.has_forces], "reference_id")
+            sids = {p.structure_id for p, _ in pairs}
+            info = self._structure_info(sids)
+            symbols = self._symbols(info) if ref_forces else {}
+            rows, el_rows = [], []
+            for p, r in pairs:
+                n = info[p.structure_id][0]
+                fp, fr = pred_forces.get(p.id), ref_forces.get(r.id)
+                e = calc_error_sums(
+                    n_atoms=n, energy_pred=p.energy, energy_ref=r.energy,
+                    forces_pred=fp, forces_ref=fr,
+                    stress_pred=_stress_of(p), stress_ref=_stress_of(r),
+                )
+                rows.append({"prediction_id": p.id, "reference_id": r.id, **_asdict(e)})
+                if fp is not None and fr is not None:
+                    for el in calc_element_force_sums(symbols[p.structure_id], fp, fr):
+                        el_rows.append({"prediction_id": p.id, "reference_id": r.id, **_asdict(el)})
+            self.s.execute(insert(m.PredictionError), rows)
+            if el_rows:
+                self.s.execute(insert(m.PredictionElementError), el_rows)
+
+    def _read_forces(self, owners: list[Any], id_name: str) -> dict[int, np.ndarray]:
+        by_file: dict[int, list[int]] = {}
+        for o in owners:
+            by_file.setdefault(o.lake_file_id, []).append(o.id)
+        out: dict[int, np.ndarray] = {}
+        for lf_id, ids in by_file.items():
+            path = self.s.get(m.LakeFile, lf_id).path
+            t = self.wh.lake.read(path, filters=[(id_name, "in", ids)])
+            out.update(_split_forces(t, id_name))
+        return out
+
+    def _structure_info(self, sids: set[int]) -> dict[int, tuple[int, int]]:
+        """structure id -> (n_atoms, lake_file_id), in one query per chunk."""
+        out: dict[int, tuple[int, int]] = {}
+        for chunk in _chunks(sorted(sids)):
+            rows = self.s.execute(
+                select(m.Structure.id, m.Structure.n_atoms, m.Structure.lake_file_id)
+                .where(m.Structure.id.in_(chunk))
+            )
+            out.update({i: (n, lf) for i, n, lf in rows})
+        return out
+
+    def _symbols(self, info: dict[int, tuple[int, int]]) -> dict[int, np.ndarray]:
+        by_file: dict[int, list[int]] = {}
+        for sid, (_, lf_id) in info.items():
+            by_file.setdefault(lf_id, []).append(sid)
+        out: dict[int, np.ndarray] = {}
+        for lf_id, ids in by_file.items():
+            path = self.s.get(m.LakeFile, lf_id).path
+            t = self.wh.lake.read(
+                path, columns=["structure_id", "atom_index", "Z"],
+                filters=[("structure_id", "in", ids)],
+            ).sort_by([("structure_id", "ascending"), ("atom_index", "ascending")])
+            sid_arr, z = t["structure_id"].to_numpy(), t["Z"].to_numpy()
+            bounds = np.flatnonzero(np.diff(sid_arr)) + 1
+            for part_sid, part_z in zip(np.split(sid_arr, bounds), np.split(z, bounds)):
+                out[int(part_sid[0])] = SYMBOLS[part_z]
+        return out
+
+    def add_training_record(self, model_id: int, source: str, table: pa.Table, summary: dict) -> None:
+        lf = self._placeholder_file("training")
+        model_name = self.s.get(m.Model, model_id).name
+        self._write(lf, "training", table, model=model_name)
+        self.s.add(m.TrainingRecord(
+            model_id=model_id, source=source, summary=summary, lake_file_id=lf.id,
+            ingest_run_id=self.run.id,
+        ))
+        self.summary.add("training records")
+
+
+def _asdict(obj: Any) -> dict[str, Any]:
+    return {k: getattr(obj, k) for k in obj.__slots__}
+
+
+def _forces_table(ids: list[int], sids: list[int], forces: list[np.ndarray], *, id_name: str) -> pa.Table:
+    n = np.array([len(f) for f in forces])
+    stacked = np.concatenate(forces)
+    return pa.table({
+        id_name: pa.array(np.repeat(ids, n), pa.int64()),
+        "structure_id": pa.array(np.repeat(sids, n), pa.int64()),
+        "atom_index": pa.array(np.concatenate([np.arange(k) for k in n]), pa.int32()),
+        "fx": stacked[:, 0], "fy": stacked[:, 1], "fz": stacked[:, 2],
+    })
+
+
+def _split_forces(t: pa.Table, id_name: str) -> dict[int, np.ndarray]:
+    t = t.sort_by([(id_name, "ascending"), ("atom_index", "ascending")])
+    ids = t[id_name].to_numpy()
+    f = np.column_stack([t["fx"].to_numpy(), t["fy"].to_numpy(), t["fz"].to_numpy()])
+    bounds = np.flatnonzero(np.diff(ids)) + 1
+    return {int(i[0]): part for i, part in zip(np.split(ids, bounds), np.split(f, bounds))}
+
+
+@contextmanager
+def ingest_run(
+    wh: Warehouse,
+    *,
+    kind: str,
+    source: str | None = None,
+    source_sha256: str | None = None,
+    argv: list[str] | None = None,
+    notes: str | None = None,
+) -> Iterator[Loader]:
+    """One ingest, one transaction: yields a :class:`Loader`; commits, or undoes everything."""
+    run = new_run(kind, source_uri=source, source_sha256=source_sha256, argv=argv, notes=notes)
+    session = Session(wh.engine, expire_on_commit=False)
+    lake_txn = None
+    try:
+        session.add(run)
+        session.flush()
+        lake_txn = LakeTransaction(wh.lake, run.id)
+        loader = Loader(wh, session, lake_txn, run)
+        yield loader
+        run.status, run.finished_at = "ok", now()
+        run.counts = loader.summary.as_dict()
+        session.commit()
+    except BaseException as exc:
+        session.rollback()
+        if lake_txn is not None:
+            lake_txn.rollback()
+        _record_failure(wh, run, exc)
+        raise
+    finally:
+        session.close()
+
+
+def _record_failure(wh: Warehouse, run: m.IngestRun, exc: BaseException) -> None:
+    """Keep a provenance row of the failed attempt, in its own small transaction."""
+    try:
+        with Session(wh.engine) as s:
+            s.add(m.IngestRun(
+                kind=run.kind, source_uri=run.source_uri, source_sha256=run.source_sha256,
+                argv=run.argv, user=run.user, host=run.host, started_at=run.started_at,
+                finished_at=now(), status="failed", warehouse_version=run.warehouse_version,
+                library_versions=run.library_versions, notes=run.notes,
+                message=(str(exc) or type(exc).__name__)[:2000],
+            ))
+            s.commit()
+    except Exception:  # the database itself may be what failed; the original error matters more
+        pass
