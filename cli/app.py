@@ -9,6 +9,7 @@ import typer
 
 from cli import db as db_cmds
 from cli import ingest as ingest_cmds
+from cli import plot as plot_cmds
 from cli.context import WarehouseGroup, argv, open_from
 from cli.output import Format, emit, render
 from warehouse.settings import LAKE_ENV, URL_ENV
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(db_cmds.app, name="db")
 app.add_typer(ingest_cmds.app, name="ingest")
+app.add_typer(plot_cmds.app, name="plot")
 
 
 @app.callback()

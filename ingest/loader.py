@@ -115,7 +115,7 @@ class Loader:
 
     def __init__(self, wh: Warehouse, session: Session, lake: LakeTransaction, run: m.IngestRun):
         self.wh = wh
-        self.s = session
+        self.s = session  # the ingest's one session/transaction; writers may add rows to it
         self.lake = lake
         self.run = run
         self.summary = IngestSummary(kind=run.kind, run_id=run.id)
@@ -172,8 +172,13 @@ class Loader:
 
     # -- lake helpers -------------------------------------------------------------------------
 
-    def _placeholder_file(self, kind: str) -> m.LakeFile:
-        """A lake_files row to own a batch; path and checksum are filled once the file exists."""
+    def reserve_lake_file(self, kind: str) -> m.LakeFile:
+        """A ``lake_files`` row to own a batch of rows, before the file exists.
+
+        Rows that point at the file can then be inserted (and get their ids) first; the file,
+        keyed by those ids, is written next and :meth:`fill_lake_file` records its path and
+        sha256. All of it is one transaction, so no reader ever sees the row without the file.
+        """
         lf = m.LakeFile(
             path=f"pending/{self.run.id}/{uuid.uuid4().hex}", kind=kind, sha256="", n_rows=0,
             n_bytes=0, ingest_run_id=self.run.id,
@@ -182,7 +187,8 @@ class Loader:
         self.s.flush()
         return lf
 
-    def _write(self, lf: m.LakeFile, table_name: str, table: pa.Table, **parts: object) -> None:
+    def fill_lake_file(self, lf: m.LakeFile, table_name: str, table: pa.Table, **parts: object) -> None:
+        """Write ``table`` under ``<lake>/<table_name>/<key=value>.../`` and complete ``lf``."""
         wf = self.lake.write(table_name, table, **parts)
         self.s.execute(
             update(m.LakeFile)
@@ -204,7 +210,7 @@ class Loader:
         return {h: self._sid_by_hash[h] for h in hashes if h in self._sid_by_hash}
 
     def _insert_structures(self, frames: list[Frame], hashes: list[tuple[str, str]]) -> list[int]:
-        lf = self._placeholder_file("positions")
+        lf = self.reserve_lake_file("positions")
         rows = []
         for f, (h, free) in zip(frames, hashes, strict=True):
             syms = SYMBOLS[f.numbers]
@@ -238,7 +244,7 @@ class Loader:
             "y": np.concatenate([f.positions[:, 1] for f in frames]),
             "z": np.concatenate([f.positions[:, 2] for f in frames]),
         })
-        self._write(lf, "positions", table, run=self.run.id)
+        self.fill_lake_file(lf, "positions", table, run=self.run.id)
         return ids
 
     def add_frames(
@@ -331,7 +337,7 @@ class Loader:
         if not todo:
             return
         with_forces = [(f, sid) for f, sid in todo if f.labels.forces is not None]
-        lf = self._placeholder_file("reference_forces") if with_forces else None
+        lf = self.reserve_lake_file("reference_forces") if with_forces else None
         rows = [{
             "structure_id": sid, "level_of_theory_id": level_id, "energy": f.labels.energy,
             "free_energy": f.labels.free_energy, **_stress_dict(f.labels.stress),
@@ -345,7 +351,7 @@ class Loader:
         ref_ids = [r[0] for r in result]
         if with_forces:
             rid_of = {sid: rid for (_, sid), rid in zip(todo, ref_ids, strict=True)}
-            self._write(lf, "reference_forces", _forces_table(
+            self.fill_lake_file(lf, "reference_forces", _forces_table(
                 [rid_of[sid] for _, sid in with_forces], [sid for _, sid in with_forces],
                 [f.labels.forces for f, _ in with_forces], id_name="reference_id",
             ), level=level_id)
@@ -442,7 +448,7 @@ class Loader:
 
     def _insert_predictions(self, model_id: int, todo: list[tuple[PredictionFrame, int, Labels]]) -> None:
         with_forces = [(sid, lab) for p, sid, lab in todo if p.status == "ok" and lab.forces is not None]
-        lf = self._placeholder_file("predicted_forces") if with_forces else None
+        lf = self.reserve_lake_file("predicted_forces") if with_forces else None
         rows = []
         for p, sid, lab in todo:
             ok = p.status == "ok"
@@ -461,7 +467,7 @@ class Loader:
         if with_forces:
             pid_of = {sid: pid for (_, sid, _), pid in zip(todo, pred_ids, strict=True)}
             model_name = self.s.get(m.Model, model_id).name
-            self._write(lf, "predicted_forces", _forces_table(
+            self.fill_lake_file(lf, "predicted_forces", _forces_table(
                 [pid_of[sid] for sid, _ in with_forces], [sid for sid, _ in with_forces],
                 [lab.forces for _, lab in with_forces], id_name="prediction_id",
             ), model=model_name)
@@ -556,9 +562,9 @@ class Loader:
         return out
 
     def add_training_record(self, model_id: int, source: str, table: pa.Table, summary: dict) -> None:
-        lf = self._placeholder_file("training")
+        lf = self.reserve_lake_file("training")
         model_name = self.s.get(m.Model, model_id).name
-        self._write(lf, "training", table, model=model_name)
+        self.fill_lake_file(lf, "training", table, model=model_name)
         self.s.add(m.TrainingRecord(
             model_id=model_id, source=source, summary=summary, lake_file_id=lf.id,
             ingest_run_id=self.run.id,
