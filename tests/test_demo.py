@@ -32,3 +32,14 @@ def test_demo_twice_adds_nothing(wh) -> None:
     assert all(s.nothing_new for s in summaries)
     after = leaderboard(wh)
     assert before.equals(after)
+
+
+def test_info_lists_engine_revision_counts_datasets_and_models(cli) -> None:
+    cli("demo")
+    res = cli("info")
+    assert res.exit_code == 0, res.output
+    from warehouse.migrate import head_revision
+
+    assert f"revision: {head_revision()}" in res.stdout
+    assert "structures" in res.stdout and "62" in res.stdout
+    assert "mlearn-Cu-test" in res.stdout and "emt" in res.stdout
