@@ -9,12 +9,7 @@ import typer
 
 from cli import db as db_cmds
 from cli import ingest as ingest_cmds
-from cli import leaderboard as leaderboard_cmds
-from cli import models as model_cmds
-from cli import runs as runs_cmds
 from cli import plot as plot_cmds
-from cli import evaluate as evaluate_cmds, pareto as pareto_cmds, timings as timings_cmds
-from cli import ensemble as ensemble_cmds, grades as grades_cmds, uq as uq_cmds
 from cli.context import WarehouseGroup, argv, open_from
 from cli.output import Format, emit, render
 from warehouse.settings import LAKE_ENV, URL_ENV
@@ -28,14 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(db_cmds.app, name="db")
 app.add_typer(ingest_cmds.app, name="ingest")
-app.add_typer(model_cmds.app, name="model")
-app.command("runs")(runs_cmds.runs)
 app.add_typer(plot_cmds.app, name="plot")
-for _cost in (evaluate_cmds, timings_cmds, pareto_cmds):  # issue 5: evaluate, timings, pareto
-    _cost.register(app)
-app.add_typer(ensemble_cmds.app, name="ensemble")
-app.command("uq")(uq_cmds.uq)
-ingest_cmds.app.command("grades")(grades_cmds.grades)
 
 
 @app.callback()
@@ -94,7 +82,23 @@ def demo(ctx: typer.Context) -> None:
     )
 
 
-app.command("leaderboard")(leaderboard_cmds.leaderboard)
+@app.command("leaderboard")
+def leaderboard_cmd(
+    ctx: typer.Context,
+    dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", help="Only these datasets (repeatable).")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Only these models (repeatable).")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Energy (meV/atom), force (meV/Å) and stress (GPa) MAE and RMSE per model and dataset.
+
+    Example: warehouse leaderboard --dataset pbte --format json
+    """
+    from queries.leaderboard import leaderboard
+
+    with open_from(ctx) as wh:
+        table = leaderboard(wh, datasets=dataset or (), models=model or ())
+    emit(render(table, fmt), out)
 
 
 @app.command()
