@@ -9,6 +9,7 @@ import typer
 
 from cli import db as db_cmds
 from cli import ingest as ingest_cmds
+from cli import leaderboard as leaderboard_cmds
 from cli import plot as plot_cmds
 from cli.context import WarehouseGroup, argv, open_from
 from cli.output import Format, emit, render
@@ -82,23 +83,7 @@ def demo(ctx: typer.Context) -> None:
     )
 
 
-@app.command("leaderboard")
-def leaderboard_cmd(
-    ctx: typer.Context,
-    dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", help="Only these datasets (repeatable).")] = None,
-    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Only these models (repeatable).")] = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
-) -> None:
-    """Energy (meV/atom), force (meV/Å) and stress (GPa) MAE and RMSE per model and dataset.
-
-    Example: warehouse leaderboard --dataset pbte --format json
-    """
-    from queries.leaderboard import leaderboard
-
-    with open_from(ctx) as wh:
-        table = leaderboard(wh, datasets=dataset or (), models=model or ())
-    emit(render(table, fmt), out)
+app.command("leaderboard")(leaderboard_cmds.leaderboard)
 
 
 @app.command()

@@ -1,14 +1,22 @@
-"""One output option for every command that prints a table: table, md, csv, json."""
+"""One output option for every command that prints a table: table, md, csv, json, latex, html.
+
+The formatting itself lives in :mod:`queries.export` (pure functions, also usable from
+notebooks); this module adapts it to the CLI. ``render(df, fmt)`` works for any DataFrame; the
+keyword options (units, best-in-bold, a provenance stamp, notes) are for tables that have them.
+"""
 
 from __future__ import annotations
 
-import json
-import math
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 
 import pandas as pd
 import typer
+
+from queries.export import render_table, to_json, to_markdown, to_text_table
+
+__all__ = ["Format", "emit", "render", "to_json", "to_markdown", "to_text_table"]
 
 
 class Format(StrEnum):
@@ -16,52 +24,24 @@ class Format(StrEnum):
     MD = "md"
     CSV = "csv"
     JSON = "json"
+    LATEX = "latex"
+    HTML = "html"
 
 
-def _cell(value: object, digits: int) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def to_markdown(df: pd.DataFrame, *, digits: int = 3) -> str:
-    head = "| " + " | ".join(map(str, df.columns)) + " |"
-    rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in df.columns) + "|"
-    rows = ["| " + " | ".join(_cell(v, digits) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([head, rule, *rows])
-
-
-def to_text_table(df: pd.DataFrame, *, digits: int = 3) -> str:
-    cells = [[str(c) for c in df.columns]] + [
-        [_cell(v, digits) for v in row] for row in df.itertuples(index=False)
-    ]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(df.columns))]
-    numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
-    lines = []
-    for k, row in enumerate(cells):
-        lines.append("  ".join(
-            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(row, widths, numeric, strict=True)
-        ).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def to_json(df: pd.DataFrame) -> str:
-    records = json.loads(df.to_json(orient="records", double_precision=15))
-    return json.dumps(records, indent=2, ensure_ascii=False)
-
-
-def render(df: pd.DataFrame, fmt: Format, *, digits: int = 3) -> str:
-    if fmt is Format.JSON:
-        return to_json(df)
-    if fmt is Format.CSV:
-        return df.to_csv(index=False)
-    if fmt is Format.MD:
-        return to_markdown(df, digits=digits)
-    return to_text_table(df, digits=digits)
+def render(
+    df: pd.DataFrame,
+    fmt: Format,
+    *,
+    digits: int = 3,
+    units: Mapping[str, str] | None = None,
+    best: Sequence[str] = (),
+    group: Sequence[str] = (),
+    stamp: str | None = None,
+    notes: Sequence[str] = (),
+) -> str:
+    """``df`` as text in ``fmt``. JSON is a list of records; JSON and CSV carry no stamp/notes."""
+    return render_table(df, Format(fmt).value, digits=digits, units=units, best=best, group=group,
+                        stamp=stamp, notes=notes)
 
 
 def emit(text: str, out: Path | None = None) -> None:

@@ -1,24 +1,47 @@
-"""Error tables per model and dataset, aggregated in SQL from the stored per-structure error sums.
+"""Error tables per model and dataset (or pooled datasets), with optional breakdowns.
 
-Definitions (DESIGN.md, Metrics), for the structures j of a dataset with N_j atoms:
+Definitions (DESIGN.md, Metrics), for the structures j of a group with N_j atoms:
 energy MAE = mean_j |dE_j| and RMSE = sqrt(mean_j dE_j^2) with dE_j = (E_pred - E_ref) / N_j;
 force MAE = sum |dF_ia| / (3 sum N_j) and RMSE = sqrt(sum dF_ia^2 / (3 sum N_j)) over the structures
 with force labels (per Cartesian component, atom-weighted); stress per Voigt component likewise.
 Reported in meV/atom, meV/Å and GPa. The reference of a dataset is its own level of theory.
+Every figure is an SQL aggregate of the per-structure error sums stored at ingest, except with
+``energy_offset="per-element"`` or ``ci``, which need the per-structure rows (fetched by
+:func:`queries.breakdowns.structure_errors`) and are computed in numpy.
 
-Columns (:class:`Col`): model, dataset, n_structures (members with reference labels), n_atoms,
-n_failed (predictions that failed), n_missing (no prediction), and the six metrics.
+Columns (:class:`Col`): model, dataset, n_structures (expected: members with reference labels),
+n_atoms, n_failed (predictions that failed), n_missing (no prediction), and the six metrics.
+With any option beyond ``datasets``/``models`` the table also carries n_predicted (ok
+predictions; n_structures = n_predicted + n_failed + n_missing), the group keys of ``by``
+(``subset``, ``element``, ``n_elements``), ``rank`` with ``metric``, and ``<metric>_lo``/``_hi``
+with ``ci``.
+
+Breakdowns (``by``): ``subset`` (the member's subset tag), ``n_elements`` (number of components),
+``element``: for energy and stress the structures containing the element, for forces only the
+atoms of that species (from ``prediction_element_errors``); n_atoms is then the count of atoms of
+that species. Keys combine (``by=("subset", "element")``).
+
+Pooling (``pool=True``): all selected datasets (minus ``exclude_datasets``) form one group named
+``pooled(a+b+...)``; a structure in two pooled datasets with the same level of theory counts once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Select, and_, case, func, select, true
+from sqlalchemy import select
 
+from queries.breakdowns import (
+    BY_KEYS,
+    Selection,
+    expected_statement,
+    resolve_selection,
+    sums_statement,
+)
 from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.errors import NoMatch
@@ -40,58 +63,25 @@ class Col(StrEnum):
 
 
 COLUMNS = [c.value for c in Col]
+COUNTS = ["n_structures", "n_atoms", "n_failed", "n_missing"]
+METRICS = [c.value for c in Col][6:]
 UNITS = {
     Col.ENERGY_MAE: "meV/atom", Col.ENERGY_RMSE: "meV/atom",
     Col.FORCE_MAE: "meV/Å", Col.FORCE_RMSE: "meV/Å",
     Col.STRESS_MAE: "GPa", Col.STRESS_RMSE: "GPa",
 }
+OFFSET_POLICIES = ("none", "per-element")
 
 
-def leaderboard_statement(
-    *, datasets: Sequence[str] = (), models: Sequence[str] = ()
-) -> Select:
-    """SQL sums per (model, dataset); the caller divides and takes square roots."""
-    dm, d, r, p, pe, s = (
-        m.DatasetMember, m.Dataset, m.Reference, m.Prediction, m.PredictionError, m.Structure
-    )
-    mo = m.Model
-    ok = and_(p.status == "ok")
-    stmt = (
-        select(
-            mo.name.label("model"),
-            d.name.label("dataset"),
-            func.count(r.id).label("n_structures"),
-            func.sum(s.n_atoms).label("n_atoms"),
-            func.count(case((p.status == "failed", 1))).label("n_failed"),
-            func.count(case((p.id.is_(None), 1))).label("n_missing"),
-            func.count(case((ok, p.id))).label("n_predicted"),
-            func.count(pe.energy_diff_per_atom).label("n_energy"),
-            func.sum(func.abs(pe.energy_diff_per_atom)).label("e_abs"),
-            func.sum(pe.energy_diff_per_atom * pe.energy_diff_per_atom).label("e_sq"),
-            func.sum(pe.force_abs_sum).label("f_abs"),
-            func.sum(pe.force_sq_sum).label("f_sq"),
-            func.sum(pe.force_n).label("f_n"),
-            func.sum(pe.stress_abs_sum).label("s_abs"),
-            func.sum(pe.stress_sq_sum).label("s_sq"),
-            func.sum(pe.stress_n).label("s_n"),
-        )
-        .select_from(dm)
-        .join(d, d.id == dm.dataset_id)
-        .join(s, s.id == dm.structure_id)
-        .join(r, and_(r.structure_id == dm.structure_id, r.level_of_theory_id == d.level_of_theory_id))
-        .join(mo, true())
-        .outerjoin(p, and_(p.model_id == mo.id, p.structure_id == dm.structure_id))
-        .outerjoin(pe, and_(pe.prediction_id == p.id, pe.reference_id == r.id))
-        .group_by(mo.name, d.name)
-        .order_by(d.name, mo.name)
-    )
-    if datasets:
-        stmt = stmt.where(d.name.in_(list(datasets)))
-    if models:
-        stmt = stmt.where(mo.name.in_(list(models)))
-    else:  # a model appears for the datasets it has predictions on
-        stmt = stmt.having(func.count(p.id) > 0)
-    return stmt
+@dataclass
+class LeaderboardReport:
+    """A leaderboard table and what a reader needs beside it."""
+
+    table: pd.DataFrame
+    offsets: pd.DataFrame | None = None  # model, dataset, element, shift_ev_per_atom
+    notes: list[str] = field(default_factory=list)
+    fingerprint: str = ""  # sha256 of the rows used (see queries.stamp.rows_fingerprint)
+    keys: tuple[str, ...] = ()
 
 
 def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
@@ -100,42 +90,142 @@ def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
     return num.where(den > 0) / den.where(den > 0)
 
 
-def finish_metrics(sums: pd.DataFrame) -> pd.DataFrame:
-    """Turn the SQL sums into MAE/RMSE in report units."""
-    out = sums[["model", "dataset", "n_structures", "n_atoms", "n_failed", "n_missing"]].copy()
+def finish_metrics(sums: pd.DataFrame, keep: Sequence[str] = ()) -> pd.DataFrame:
+    """Turn the SQL sums into MAE/RMSE in report units; ``keep`` names extra columns to carry."""
+    out = sums[["model", "dataset", *keep, *COUNTS]].copy()
     out[Col.ENERGY_MAE] = 1000 * _ratio(sums["e_abs"], sums["n_energy"])
     out[Col.ENERGY_RMSE] = 1000 * np.sqrt(_ratio(sums["e_sq"], sums["n_energy"]))
     out[Col.FORCE_MAE] = 1000 * _ratio(sums["f_abs"], sums["f_n"])
     out[Col.FORCE_RMSE] = 1000 * np.sqrt(_ratio(sums["f_sq"], sums["f_n"]))
     out[Col.STRESS_MAE] = _ratio(sums["s_abs"], sums["s_n"])
     out[Col.STRESS_RMSE] = np.sqrt(_ratio(sums["s_sq"], sums["s_n"]))
-    for c in ("n_structures", "n_atoms", "n_failed", "n_missing"):
-        out[c] = out[c].fillna(0).astype(int)
-    return out[COLUMNS]
+    for c in COUNTS:
+        out[c] = pd.to_numeric(out[c]).fillna(0).astype(int)
+    return out
+
+
+def _read(wh: Warehouse, stmt) -> pd.DataFrame:
+    with wh.engine.connect() as conn:
+        return pd.read_sql(stmt, conn)
+
+
+def group_sums(wh: Warehouse, sel: Selection) -> pd.DataFrame:
+    """Counts and error sums per (model, dataset, keys), with expected and missing counts."""
+    keys = list(sel.by)
+    sums = _read(wh, sums_statement(sel))
+    expected = _read(wh, expected_statement(sel))
+    if sums.empty and not sel.models:  # models asked for by name show as all missing
+        raise NoMatch("no predictions match these filters" + sel.describe()
+                      + "; `warehouse info` lists what is stored")
+    if sel.models:
+        pairs = pd.MultiIndex.from_product(
+            [list(sel.models), expected["dataset"].unique()], names=["model", "dataset"]
+        ).to_frame(index=False)
+    else:  # a model appears for the datasets it has predictions on
+        pairs = sums[["model", "dataset"]].drop_duplicates()
+    rows = pairs.merge(expected, on="dataset").merge(sums, on=["model", "dataset", *keys], how="left")
+    for c in ("n_predicted", "n_failed", "n_energy", "f_n", "s_n", "id_sum", "max_run"):
+        rows[c] = pd.to_numeric(rows[c]).fillna(0).astype("int64")
+    rows["n_missing"] = rows["n_structures"] - rows["n_predicted"] - rows["n_failed"]
+    return rows.sort_values(["dataset", *keys, "model"], kind="stable").reset_index(drop=True)
+
+
+def leaderboard_report(
+    wh: Warehouse,
+    *,
+    datasets: Sequence[str] = (),
+    models: Sequence[str] = (),
+    exclude_datasets: Sequence[str] = (),
+    by: Sequence[str] = (),
+    pool: bool = False,
+    metric: str | None = None,
+    energy_offset: str = "none",
+    ci: float | None = None,
+    seed: int = 0,
+    n_boot: int = 1000,
+) -> LeaderboardReport:
+    """The leaderboard with its notes, fitted energy offsets and row fingerprint."""
+    from queries.bootstrap import bootstrap_metrics
+    from queries.breakdowns import structure_errors
+    from queries.offsets import apply_offsets, fit_element_offsets
+    from queries.stamp import rows_fingerprint
+
+    _check_options(by=by, metric=metric, energy_offset=energy_offset, ci=ci)
+    sel = resolve_selection(wh, datasets=datasets, models=models, exclude=exclude_datasets,
+                            by=by, pool=pool)
+    sums = group_sums(wh, sel)
+    keys = list(sel.by)
+    table = finish_metrics(sums, keep=keys)
+    table.insert(table.columns.get_loc("n_failed"), "n_predicted", sums["n_predicted"].astype(int))
+    report = LeaderboardReport(table=table, notes=list(sel.notes), keys=tuple(keys))
+    per_structure = None
+    if energy_offset == "per-element" or ci:
+        per_structure = structure_errors(wh, sel)
+    if energy_offset == "per-element":
+        report.offsets = fit_element_offsets(wh, sel, per_structure)
+        per_structure = apply_offsets(per_structure, report.offsets, wh, sel)
+        _replace_energy_metrics(table, per_structure, keys)
+        report.notes.append("energy errors after a per-element least-squares shift fitted per"
+                            " model and dataset (shifts reported with the table)")
+    if ci:
+        cis = bootstrap_metrics(per_structure, keys=["model", "dataset", *keys], level=ci,
+                                seed=seed, n_boot=n_boot)
+        table = table.merge(cis, on=["model", "dataset", *keys], how="left")
+        report.notes.append(f"{ci:g}% bootstrap CIs over structures ({n_boot} resamples, seed {seed})")
+    if metric:
+        table["rank"] = table.groupby(["dataset", *keys], dropna=False)[metric].rank(method="min")
+        table = table.sort_values(["dataset", *keys, "rank", "model"], kind="stable")
+        table["rank"] = table["rank"].astype("Int64")
+    report.table = table.reset_index(drop=True)
+    report.fingerprint = rows_fingerprint(sums, options=dict(
+        by=keys, pool=pool, energy_offset=energy_offset, ci=ci, seed=seed if ci else None))
+    n_failed, n_missing = int(table["n_failed"].sum()), int(table["n_missing"].sum())
+    if n_failed or n_missing:
+        report.notes.append(f"{n_failed} failed and {n_missing} missing predictions are counted"
+                            " in n_failed / n_missing, not in the errors")
+    return report
+
+
+def _replace_energy_metrics(table: pd.DataFrame, per: pd.DataFrame, keys: list[str]) -> None:
+    g = per.dropna(subset=["e"]).groupby(["model", "dataset", *keys], dropna=False)["e"]
+    stats = pd.DataFrame({
+        Col.ENERGY_MAE.value: g.apply(lambda x: 1000 * np.abs(x).mean()),
+        Col.ENERGY_RMSE.value: g.apply(lambda x: 1000 * np.sqrt((x * x).mean())),
+    }).reset_index()
+    merged = table[["model", "dataset", *keys]].merge(stats, on=["model", "dataset", *keys], how="left")
+    for c in (Col.ENERGY_MAE.value, Col.ENERGY_RMSE.value):
+        table[c] = merged[c].to_numpy()
+
+
+def _check_options(*, by: Sequence[str], metric: str | None, energy_offset: str, ci: float | None) -> None:
+    if bad := [k for k in by if k not in BY_KEYS]:
+        raise NoMatch(f"unknown breakdown {', '.join(bad)}; use one of {', '.join(BY_KEYS)}")
+    if metric is not None and metric not in METRICS:
+        raise NoMatch(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    if energy_offset not in OFFSET_POLICIES:
+        raise NoMatch(f"unknown energy offset {energy_offset!r}; use none or per-element")
+    if ci is not None and not 0 < ci < 100:
+        raise NoMatch(f"--ci must be a percentage between 0 and 100, not {ci}")
 
 
 def leaderboard(
-    wh: Warehouse, *, datasets: Sequence[str] = (), models: Sequence[str] = ()
+    wh: Warehouse,
+    *,
+    datasets: Sequence[str] = (),
+    models: Sequence[str] = (),
+    **options,
 ) -> pd.DataFrame:
-    """Energy, force and stress MAE/RMSE per model and dataset (columns: :class:`Col`)."""
-    _require_known(wh, datasets=datasets, models=models)
-    with wh.engine.connect() as conn:
-        sums = pd.read_sql(leaderboard_statement(datasets=datasets, models=models), conn)
-    if sums.empty:
-        raise NoMatch(
-            "no predictions match these filters"
-            + (f" (datasets: {', '.join(datasets)})" if datasets else "")
-            + (f" (models: {', '.join(models)})" if models else "")
-            + "; `warehouse info` lists what is stored"
-        )
-    return finish_metrics(sums)
+    """Energy, force and stress MAE/RMSE per model and dataset (columns: :class:`Col`).
+
+    With no ``options`` the columns are exactly :data:`COLUMNS`; ``options`` are those of
+    :func:`leaderboard_report` (by, pool, exclude_datasets, metric, energy_offset, ci, seed).
+    """
+    report = leaderboard_report(wh, datasets=datasets, models=models, **options)
+    if not options:
+        return report.table[COLUMNS]
+    return report.table
 
 
-def _require_known(wh: Warehouse, *, datasets: Sequence[str], models: Sequence[str]) -> None:
+def known_names(wh: Warehouse, table: type[m.Dataset] | type[m.Model]) -> list[str]:
     with wh.session() as s:
-        for kind, table, names in (("dataset", m.Dataset, datasets), ("model", m.Model, models)):
-            if not names:
-                continue
-            have = set(s.scalars(select(table.name).where(table.name.in_(list(names)))))
-            if missing := [n for n in names if n not in have]:
-                raise NoMatch(f"no {kind} named {', '.join(map(repr, missing))}")
+        return list(s.scalars(select(table.name).order_by(table.name)))
