@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +13,23 @@ from cli.context import WarehouseGroup, argv, open_from
 
 app = typer.Typer(cls=WarehouseGroup, help="Store structures, labels, predictions and more.",
                   no_args_is_help=True)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the ingest's transaction and lake files are undone."""
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut the rollback short
+    raise Terminated(f"terminated by signal {signum}")
+
+
+@app.callback()
+def _ingest_group(ctx: typer.Context) -> None:
+    # kill (SIGTERM) rolls back like Ctrl-C; only the main thread may install handlers
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
 
 LevelOpt = Annotated[str | None, typer.Option(
     "--level-of-theory", "-l", help="Name of the reference's level of theory (e.g. VASP-PBE-520).")]

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ingest import gpumd
-from ingest.extxyz import parse_extxyz
+from ingest.extxyz import parse_extxyz, scan_file
 from ingest.loader import IngestSummary, ingest_run
 from ingest.mlearn import parse_mlearn_json
 from warehouse.core import Warehouse
@@ -56,7 +56,8 @@ def ingest_structures(
     fmt = fmt or detect_format(path)
     if fmt not in STRUCTURE_READERS:
         raise IngestError(f"unknown format {fmt!r}; known: {', '.join(STRUCTURE_READERS)}", path=path)
-    with ingest_run(wh, kind="structures", source=path, source_sha256=sha256_file(path), argv=argv) as ld:
+    sha = scan_file(path) if fmt == "extxyz" else sha256_file(path)
+    with ingest_run(wh, kind="structures", source=path, source_sha256=sha, argv=argv) as ld:
         level = ld.level_of_theory(level_of_theory)
         ds = ld.dataset(dataset, level)
         ld.add_frames(STRUCTURE_READERS[fmt](path), dataset_id=ds, level_id=level, path=path,

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
+from ase.data import atomic_numbers
 
 from warehouse.records import Frame, Labels
 from warehouse.errors import IngestError
@@ -28,36 +29,56 @@ def _calc_results(atoms: Atoms) -> dict[str, Any]:
 
 
 def _first(mapping: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, Any]:
+    """The first of ``keys`` present in ``mapping``; exact spelling first, then any case (GPUMD
+    lower-cases every key it reads, so ``Energy=`` and ``energy=`` mean the same to it)."""
     for key in keys:
         if key in mapping and mapping[key] is not None:
             return key, mapping[key]
+    lowered = {k.lower(): k for k in mapping}
+    for key in keys:
+        k = lowered.get(key.lower())
+        if k is not None and mapping[k] is not None:
+            return k, mapping[k]
     return None, None
 
 
-def labels_from_atoms(
-    atoms: Atoms,
+def _float(value: Any, what: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} is not a number ({value!r})") from exc
+
+
+def labels_from_mappings(
+    results: dict[str, Any],
+    info: dict[str, Any],
+    arrays: dict[str, Any],
+    volume: float | None,
     *,
     energy_keys: tuple[str, ...] = ENERGY_KEYS,
     force_keys: tuple[str, ...] = FORCE_ARRAYS,
     stress_keys: tuple[str, ...] = STRESS_KEYS,
     virial_keys: tuple[str, ...] = VIRIAL_KEYS,
-    use_calculator: bool = True,
 ) -> Labels:
-    """Collect energy, forces and stress in warehouse units (see ``warehouse.units``)."""
-    results = _calc_results(atoms) if use_calculator else {}
-    info = atoms.info
+    """Energy, forces and stress in warehouse units from a calculator's ``results`` (looked at
+    first), per-frame ``info`` keys and per-atom ``arrays``.
+
+    Stress keys are ASE's convention (eV/Å^3, positive = tensile, 3x3 or Voigt); virial keys are
+    the total virial in eV (GPUMD: 9 components; 6 are read in Voigt order xx yy zz yz xz xy),
+    converted by ``sigma = -W / V``.
+    """
     labels = Labels()
-    _, energy = _first(results, ("energy",)) if use_calculator else (None, None)
+    energy = results.get("energy")
     if energy is None:
         _, energy = _first(info, energy_keys)
-    labels.energy = None if energy is None else float(energy)
-    if use_calculator and results.get("free_energy") is not None:
-        labels.free_energy = float(results["free_energy"])
-    forces = results.get("forces") if use_calculator else None
+    labels.energy = None if energy is None else _float(energy, "energy")
+    if results.get("free_energy") is not None:
+        labels.free_energy = _float(results["free_energy"], "free_energy")
+    forces = results.get("forces")
     if forces is None:
-        _, forces = _first(dict(atoms.arrays), force_keys)
+        _, forces = _first(arrays, force_keys)
     labels.forces = None if forces is None else np.asarray(forces, dtype=np.float64)
-    stress = results.get("stress") if use_calculator else None
+    stress = results.get("stress")
     if stress is None:
         _, stress = _first(info, stress_keys)
     if stress is not None:
@@ -65,23 +86,81 @@ def labels_from_atoms(
     else:
         _, virial = _first(info, virial_keys)
         if virial is not None:
-            labels.stress = virial_to_stress_gpa(np.asarray(virial), atoms.get_volume())
+            if not volume:
+                raise ValueError("a virial needs a periodic cell with a volume")
+            labels.stress = virial_to_stress_gpa(np.asarray(virial, dtype=np.float64), volume)
     return labels
+
+
+def labels_from_atoms(atoms: Atoms, *, use_calculator: bool = True, **keys: Any) -> Labels:
+    """Collect energy, forces and stress in warehouse units (see ``warehouse.units``)."""
+    results = _calc_results(atoms) if use_calculator else {}
+    volume = atoms.get_volume() if atoms.pbc.all() or np.linalg.det(atoms.cell.array) else None
+    return labels_from_mappings(results, atoms.info, dict(atoms.arrays), volume, **keys)
 
 
 def frame_from_atoms(atoms: Atoms, index: int, *, labels: Labels | None = None) -> Frame:
     info = atoms.info
-    config_type = info.get("config_type")
-    weight = info.get("weight")
+    _, config_type = _first(info, ("config_type",))
+    _, weight = _first(info, ("weight",))
+    try:
+        labels = labels if labels is not None else labels_from_atoms(atoms)
+        weight = None if weight is None else _float(weight, "weight")
+    except ValueError as exc:
+        raise IngestError(str(exc), where=f"frame {index}") from exc
     return Frame(
         numbers=np.asarray(atoms.numbers, dtype=np.int32),
         positions=np.asarray(atoms.positions, dtype=np.float64),
         cell=np.asarray(atoms.cell.array, dtype=np.float64),
         pbc=np.asarray(atoms.pbc, dtype=np.bool_),
         index=index,
-        labels=labels if labels is not None else labels_from_atoms(atoms),
+        labels=labels,
         config_type=None if config_type is None else str(config_type),
-        weight=None if weight is None else float(weight),
+        weight=weight,
+    )
+
+
+def _numbers(arrays: dict[str, Any], index: int) -> np.ndarray:
+    """Atomic numbers from a ``Z`` column (ASE prefers it) or from ``species`` symbols."""
+    if "Z" in arrays:
+        return np.asarray(arrays["Z"], dtype=np.int32)
+    species = arrays.get("species")
+    if species is None:
+        raise IngestError("no species (or Z) column", where=f"frame {index}")
+    uniq, inverse = np.unique(np.asarray(species), return_inverse=True)
+    try:
+        z = np.array([atomic_numbers[str(s).capitalize()] for s in uniq], dtype=np.int32)
+    except KeyError as exc:
+        raise IngestError(f"unknown chemical symbol {exc.args[0]!r}", where=f"frame {index}") from exc
+    return z[inverse.reshape(-1)]
+
+
+def frame_from_dicts(natoms: int, info: dict[str, Any], arrays: dict[str, Any], index: int) -> Frame:
+    """A frame from the ``extxyz`` C parser's (natoms, info, arrays), read as ASE would."""
+    lattice = info.pop("Lattice", None)
+    cell = np.zeros((3, 3)) if lattice is None else np.asarray(lattice, dtype=np.float64).T
+    pbc = np.asarray(info.pop("pbc", [lattice is not None] * 3), dtype=np.bool_).reshape(-1)
+    positions = arrays.get("pos", arrays.get("positions"))
+    if positions is None:
+        raise IngestError("no pos column", where=f"frame {index}")
+    # ASE turns these info keys into calculator results and leaves the rest in info
+    results = {k: info.pop(k) for k in ("energy", "free_energy", "stress") if k in info}
+    if "forces" in arrays:
+        results["forces"] = arrays["forces"]
+    volume = abs(float(np.linalg.det(cell))) or None
+    _, config_type = _first(info, ("config_type",))
+    _, weight = _first(info, ("weight",))
+    try:
+        labels = labels_from_mappings(results, info, arrays, volume)
+        weight = None if weight is None else _float(weight, "weight")
+    except ValueError as exc:
+        raise IngestError(str(exc), where=f"frame {index}") from exc
+    return Frame(
+        numbers=_numbers(arrays, index),
+        positions=np.asarray(positions, dtype=np.float64).reshape(-1, 3),
+        cell=cell, pbc=pbc if pbc.shape == (3,) else np.repeat(pbc[:1], 3), index=index,
+        labels=labels, config_type=None if config_type is None else str(config_type),
+        weight=weight,
     )
 
 

@@ -1,0 +1,65 @@
+"""``warehouse model``: register models and their metadata, list them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.context import WarehouseGroup, argv, open_from
+from cli.output import Format, emit, render
+
+app = typer.Typer(cls=WarehouseGroup, help="Register interatomic potentials and list them.",
+                  no_args_is_help=True)
+
+
+@app.command()
+def add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name, as predictions will refer to it.")],
+    family: Annotated[str | None, typer.Option("--family", help="NEP, GRACE-FS, MACE, EAM, ...")] = None,
+    version: Annotated[str | None, typer.Option("--version", help="Model version.")] = None,
+    framework: Annotated[str | None, typer.Option("--framework", help="GPUMD, ASE, LAMMPS, ...")] = None,
+    n_parameters: Annotated[int | None, typer.Option("--n-parameters", help="Number of parameters.")] = None,
+    training_data: Annotated[str | None, typer.Option("--training-data", help="What it was trained on.")] = None,
+    level_of_theory: Annotated[str | None, typer.Option("--level-of-theory", "-l", help="Level of theory of its training data.")] = None,
+    conservative: Annotated[bool | None, typer.Option("--conservative/--direct-forces", help="Forces are -dE/dx (or predicted directly).")] = None,
+    licence: Annotated[str | None, typer.Option("--licence", help="Licence of the model file.")] = None,
+    url: Annotated[str | None, typer.Option("--url", help="Where to get it.")] = None,
+    doi: Annotated[str | None, typer.Option("--doi", help="DOI of its paper.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Model file; its sha256 is recorded.")] = None,
+) -> None:
+    """Register a model (or complete the metadata of a registered one).
+
+    Example: warehouse model add unep-v1 --family NEP --n-parameters 98000 --file nep.txt
+    """
+    from ingest.registry import register_model
+
+    with open_from(ctx) as wh:
+        summary = register_model(
+            wh, name, level_of_theory=level_of_theory, file=file, argv=argv(), family=family,
+            version=version, framework=framework, n_parameters=n_parameters,
+            training_data=training_data, conservative=conservative, licence=licence, url=url,
+            doi=doi,
+        )
+    typer.echo(summary.line())
+    for note in summary.notes:
+        typer.echo(f"  {note}")
+
+
+@app.command("list")
+def list_cmd(
+    ctx: typer.Context,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """List models with their metadata and number of predictions.
+
+    Example: warehouse model list --format csv
+    """
+    from ingest.registry import list_models
+
+    with open_from(ctx) as wh:
+        table = list_models(wh)
+    emit(render(table, fmt), out)
