@@ -1,0 +1,48 @@
+"""``warehouse uq``: ensemble disagreement (or extrapolation grades) against the true error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.context import open_from
+from cli.output import Format, emit, render
+from queries.uq import By, Level, Show
+
+
+def uq(
+    ctx: typer.Context,
+    dataset: Annotated[list[str], typer.Option("--dataset", "-d", help="Dataset(s) with references (repeatable).")],
+    ensemble: Annotated[str | None, typer.Option("--ensemble", "-e", help="Ensemble whose disagreement is U.")] = None,
+    grades: Annotated[str | None, typer.Option("--grades", help="Use this kind of per-atom grades of --model as U.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model whose grades (and own error) --grades uses.")] = None,
+    level: Annotated[Level | None, typer.Option("--level", help="Only this level (default: both).")] = None,
+    show: Annotated[Show, typer.Option("--show", help="Rank correlation, calibration bins, or threshold precision/recall.")] = Show.SUMMARY,
+    by: Annotated[By | None, typer.Option("--by", help="Break the summary down by this.")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="Flag U above this (meV/atom, meV/Å; grades: the grade). Grades default: 1.")] = None,
+    top_fraction: Annotated[float | None, typer.Option("--top-fraction", help="Flag this share of the highest U instead (default 0.1 for ensembles).")] = None,
+    high_error_fraction: Annotated[float, typer.Option("--high-error-fraction", help="High-error cases: this share of the largest errors.")] = 0.1,
+    bins: Annotated[int, typer.Option("--bins", help="Calibration: number of equal-count bins of U.")] = 10,
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the CI of rho.")] = 400,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Spearman rho (bootstrap CI) of uncertainty U vs true error e, at structure and atom level.
+
+    U and e are max-deviation ensemble disagreement and |reference - ensemble mean| (DESIGN.md);
+    --show calibration bins U; --show threshold gives precision/recall for the highest errors.
+
+    Example: warehouse uq --ensemble unep8 --dataset unep-v1-dft --format json
+    """
+    from queries.uq import uq_report
+
+    with open_from(ctx) as wh:
+        table, data = uq_report(
+            wh, datasets=dataset, ensemble=ensemble, grades=grades, model=model, show=show,
+            level=level, by=by, threshold=threshold, top_fraction=top_fraction,
+            high_error_fraction=high_error_fraction, n_bins=bins, n_boot=n_boot, seed=seed)
+    stamp = f"{data.source} ({', '.join(data.members)}) on {', '.join(data.datasets)}"
+    emit(render(table, fmt, stamp=stamp, notes=[data.note] if data.note else ()), out)
