@@ -56,3 +56,35 @@ def current(ctx: typer.Context) -> None:
     """
     engine = _engine(ctx)
     typer.echo(f"catalog: {current_revision(engine)}\ncode:    {migrate.head_revision()}")
+
+
+@app.command("grant-readonly")
+def grant_readonly(
+    ctx: typer.Context,
+    role: Annotated[str, typer.Argument(help="Role to grant SELECT to; created (LOGIN, no password) if absent.")],
+) -> None:
+    """Give ROLE SELECT on every table and view of the catalog, and nothing else (PostgreSQL).
+
+    Example: warehouse db grant-readonly analyst
+    """
+    from sqlalchemy import text
+
+    from warehouse.errors import ConfigError
+
+    engine = _engine(ctx)
+    if engine.dialect.name != "postgresql":
+        raise ConfigError("grant-readonly is for PostgreSQL; share a SQLite catalog read-only by"
+                          " opening it with `sqlite3 'file:catalog.sqlite?mode=ro'`")
+    if not role.replace("_", "").isalnum():
+        raise ConfigError(f"role name {role!r}: use letters, digits and underscores only")
+    with engine.begin() as conn:
+        if conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first() is None:
+            conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+            typer.echo(f"created role {role} (LOGIN, no password: set one with ALTER ROLE)")
+        db = conn.execute(text("SELECT current_database()")).scalar_one()
+        for sql in (f'GRANT CONNECT ON DATABASE "{db}" TO "{role}"',
+                    f'GRANT USAGE ON SCHEMA public TO "{role}"',
+                    f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"',  # views included
+                    f'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO "{role}"'):
+            conn.execute(text(sql))
+    typer.echo(f"{role} may now SELECT from every table and view of {db}, and do nothing else")

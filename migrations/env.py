@@ -21,6 +21,9 @@ def run_migrations_online() -> None:
             # Batch migrations copy tables; foreign keys must be off while they do (SQLite docs).
             # On the DBAPI connection: PRAGMA foreign_keys is a no-op inside a transaction.
             connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+            # Batch mode renames the copied table into place; with views over it (revision 0002)
+            # SQLite >= 3.26 rejects that rename unless the legacy ALTER TABLE behaviour is on.
+            connection.connection.driver_connection.execute("PRAGMA legacy_alter_table=ON")
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
@@ -32,6 +35,7 @@ def run_migrations_online() -> None:
         if is_sqlite:
             connection.commit()
             connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
+            connection.connection.driver_connection.execute("PRAGMA legacy_alter_table=OFF")
 
 
 if context.is_offline_mode():
