@@ -115,3 +115,12 @@ def check(
 
 def main() -> None:
     app()
+
+
+# -- issue 7: MD observables and properties ---------------------------------------------------
+from cli import md as md_cmds, properties as properties_cmds  # noqa: E402
+
+app.add_typer(md_cmds.app, name="md")
+app.command("properties")(properties_cmds.properties)
+ingest_cmds.app.command("md")(md_cmds.ingest_md)
+ingest_cmds.app.command("properties")(md_cmds.ingest_properties)

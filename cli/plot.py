@@ -8,3 +8,83 @@ from cli.context import WarehouseGroup
 
 app = typer.Typer(cls=WarehouseGroup, help="Write figures (PNG/SVG) computed from the warehouse.",
                   no_args_is_help=True)
+
+
+# -- MD and properties (issue 7): drift vs temperature, member overlays, parity ---------------
+
+from pathlib import Path as _Path  # noqa: E402
+from typing import Annotated as _Annotated  # noqa: E402
+
+md_app = typer.Typer(cls=WarehouseGroup, help="MD figures: drift vs temperature, overlays.",
+                     no_args_is_help=True)
+app.add_typer(md_app, name="md")
+_FigOut = _Annotated[_Path, typer.Option("--out", "-o", help="Figure file (.png, .svg or .pdf).")]
+_Models = _Annotated[list[str] | None, typer.Option("--model", "-m", help="Only these models (repeatable).")]
+
+
+@md_app.command("drift")
+def md_drift_plot(
+    ctx: typer.Context,
+    out: _FigOut,
+    model: _Models = None,
+    system: _Annotated[list[str] | None, typer.Option("--system", "-s", help="Only these systems.")] = None,
+    slope: _Annotated[bool, typer.Option("--slope", help="Plot the fitted slope, not the max drift.")] = False,
+) -> None:
+    """NVE energy drift against temperature per model and system, log scale.
+
+    Example: warehouse plot md drift --system HEA --out drift.png
+    """
+    from cli.context import open_from
+    from queries.md import drift_table
+    from queries.md_figures import plot_drift
+
+    with open_from(ctx) as wh:
+        table = drift_table(wh, models=model or (), systems=system or ()).table
+    column = "drift_slope_mev_per_atom_per_ps" if slope else "drift_max_mev_per_atom"
+    typer.echo(f"wrote {plot_drift(table, out, column=column)}", err=True)
+
+
+@md_app.command("series")
+def md_series_plot(
+    ctx: typer.Context,
+    name: _Annotated[str, typer.Argument(help="Series name, e.g. thermo or profiles.")],
+    column: _Annotated[str, typer.Argument(help="Column, e.g. temperature or stress_zz.")],
+    out: _FigOut,
+    ensemble: _Annotated[str | None, typer.Option("--ensemble", "-e", help="The members of this ensemble.")] = None,
+    model: _Models = None,
+    system: _Annotated[str | None, typer.Option("--system", "-s", help="Only runs of this system.")] = None,
+    time: _Annotated[float | None, typer.Option("--time", help="Profiles: time (ps) to show; default the last.")] = None,
+) -> None:
+    """A series (vs time) or profile (vs position) overlaid across ensemble members.
+
+    Example: warehouse plot md series profiles stress_zz --ensemble unep-shock --out spall.png
+    """
+    from cli.context import open_from
+    from queries.md import series_overlay
+    from queries.md_figures import plot_overlay
+
+    with open_from(ctx) as wh:
+        table = series_overlay(wh, series=name, column=column, ensemble=ensemble,
+                               models=model or (), system=system, time=time).table
+    typer.echo(f"wrote {plot_overlay(table, out)}", err=True)
+
+
+@app.command("properties")
+def properties_plot(
+    ctx: typer.Context,
+    out: _FigOut,
+    prop: _Annotated[list[str] | None, typer.Option("--property", "-p", help="Only these property kinds.")] = None,
+    model: _Models = None,
+    reference: _Annotated[str | None, typer.Option("--reference", help="Level of theory to compare with.")] = None,
+) -> None:
+    """Parity of model properties against the reference, one panel per property kind.
+
+    Example: warehouse plot properties --property eos_energy --out eos_parity.png
+    """
+    from cli.context import open_from
+    from queries.md_figures import plot_parity
+    from queries.properties import parity
+
+    with open_from(ctx) as wh:
+        report = parity(wh, properties=prop or (), models=model or (), reference=reference)
+    typer.echo(f"wrote {plot_parity(report.table, report.summary, out)}", err=True)

@@ -1,0 +1,240 @@
+"""Physical properties (elastic constants, vacancy/surface/stacking-fault energies, EOS points, ...).
+
+Documented table (CSV, or JSON: a list of objects, or ``{"properties": [...]}``), one value a row:
+
+==============  ===========================================================================
+``material``    e.g. ``Cu``, ``MoNbTaVW``
+``property``    the kind, e.g. ``C11``, ``vacancy_formation_energy``, ``stacking_fault_energy``
+``key``         optional: what distinguishes values of one kind (a surface ``(111)``, a path
+                point ``path0/05``, a volume)
+``value``       a finite number
+``unit``        e.g. ``GPa``, ``eV``, ``J/m^2``
+``source``      a model name or a level-of-theory name
+``source_type`` optional: ``model`` or ``level_of_theory``; needed when the source is not stored yet
+``structure``   optional: the hash of a stored structure the value belongs to
+==============  ===========================================================================
+
+Readers for the UNEP-v1 reference files (GPUMD-Wizard, ``unep_v1_dft_ref``), DFT and NEP side by
+side, per element:
+
+- ``eos/data.json``: ``{El: {volume: [...], DFT: [...], NEP: [...]}}``; volume in Å^3/atom, energies
+  in eV/atom relative to each method's own equilibrium energy (the offsets are in the author's
+  notebook). Stored as property ``eos_energy``, key = the volume (``%.6f``), unit eV/atom.
+- ``stacking_fault/data.json``: ``{El: {path: {DFT: [...], NEP: [...]}}}``; 11 points along each
+  of two slip paths. Checked against ``ref.xyz``: value = (E - E_0) / (2 A) with A the fault-plane
+  area (the periodic slab holds two faults), in J/m^2. Stored as property
+  ``stacking_fault_energy``, key ``path<p>/<point>``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from ingest.loader import IngestSummary, Loader, ingest_run
+from warehouse import models as m
+from warehouse.core import Warehouse
+from warehouse.errors import IngestError
+from warehouse.hashing import sha256_file
+
+SOURCE_TYPES = ("model", "level_of_theory")
+UNEP_LEVEL = "VASP-PBE (UNEP-v1 reference)"
+UNEP_MODEL = "unep-v1"
+
+
+@dataclass(slots=True)
+class PropertyRecord:
+    material: str
+    property: str
+    key: str | None
+    value: float
+    unit: str | None
+    source: str
+    source_type: str | None = None  # model | level_of_theory | None (resolve by name)
+    structure: str | None = None  # structure hash
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _record(row: dict[str, Any], path: str, where: str) -> PropertyRecord:
+    missing = [k for k in ("material", "property", "value", "source") if row.get(k) in (None, "")]
+    if missing:
+        raise IngestError(f"missing {', '.join(missing)}", path=path, where=where)
+    try:
+        value = float(row["value"])
+    except (TypeError, ValueError):
+        raise IngestError(f"value {row['value']!r} is not a number", path=path, where=where) from None
+    if not math.isfinite(value):
+        raise IngestError("value is NaN or inf", path=path, where=where)
+    st = (row.get("source_type") or None)
+    if st is not None and st not in SOURCE_TYPES:
+        raise IngestError(f"source_type {st!r}: use model or level_of_theory", path=path, where=where)
+    known = {"material", "property", "key", "value", "unit", "source", "source_type", "structure"}
+    extra = {k: v for k, v in row.items() if k not in known and v not in (None, "")}
+    return PropertyRecord(str(row["material"]), str(row["property"]),
+                          (str(row["key"]) if row.get("key") not in (None, "") else None), value,
+                          row.get("unit") or None, str(row["source"]), st,
+                          row.get("structure") or None, extra)
+
+
+def parse_properties_csv(path: str | Path) -> Iterator[PropertyRecord]:
+    path = str(path)
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        for row in reader:
+            yield _record(row, path, f"line {reader.line_num}")
+
+
+def parse_properties_json(path: str | Path) -> Iterator[PropertyRecord]:
+    path = str(path)
+    data = _load_json(path)
+    rows = data.get("properties") if isinstance(data, dict) else data
+    if not isinstance(rows, list):
+        raise IngestError("expected a list of property objects (or {\"properties\": [...]})", path=path)
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise IngestError("not an object", path=path, where=f"item {i}")
+        yield _record(row, path, f"item {i}")
+
+
+def _load_json(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise IngestError(f"not valid JSON ({exc.msg})", path=path, where=f"line {exc.lineno}") from exc
+
+
+def _numbers(values: Any, path: str, where: str) -> list[float]:
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) for v in values):
+        raise IngestError("expected a list of numbers", path=path, where=where)
+    if not all(math.isfinite(v) for v in values):
+        raise IngestError("NaN or inf", path=path, where=where)
+    return [float(v) for v in values]
+
+
+def parse_unep_eos(path: str | Path, *, reference: str = UNEP_LEVEL,
+                   model: str = UNEP_MODEL) -> Iterator[PropertyRecord]:
+    """UNEP-v1 ``eos/data.json``: E(V) per element, DFT (a level of theory) and NEP (a model)."""
+    path = str(path)
+    for el, block in _load_json(path).items():
+        vols = _numbers(block.get("volume"), path, f"{el}.volume")
+        for src, name, st in (("DFT", reference, "level_of_theory"), ("NEP", model, "model")):
+            vals = _numbers(block.get(src), path, f"{el}.{src}")
+            if len(vals) != len(vols):
+                raise IngestError(f"{len(vals)} energies for {len(vols)} volumes", path=path,
+                                  where=f"{el}.{src}")
+            for i, (v, e) in enumerate(zip(vols, vals, strict=True)):
+                yield PropertyRecord(el, "eos_energy", f"{v:.6f}", e, "eV/atom", name, st, None,
+                                     {"volume_A3_per_atom": v, "point": i,
+                                      "zero": "the source's own equilibrium energy"})
+
+
+def parse_unep_stacking_fault(path: str | Path, *, reference: str = UNEP_LEVEL,
+                              model: str = UNEP_MODEL) -> Iterator[PropertyRecord]:
+    """UNEP-v1 ``stacking_fault/data.json``: generalized stacking-fault energies (J/m^2)."""
+    path = str(path)
+    for el, paths in _load_json(path).items():
+        for p, block in paths.items():
+            for src, name, st in (("DFT", reference, "level_of_theory"), ("NEP", model, "model")):
+                vals = _numbers(block.get(src), path, f"{el}.{p}.{src}")
+                n = len(vals)
+                for i, e in enumerate(vals):
+                    yield PropertyRecord(el, "stacking_fault_energy", f"path{p}/{i:02d}", e,
+                                         "J/m^2", name, st, None,
+                                         {"path": int(p), "point": i,
+                                          "fraction": i / (n - 1) if n > 1 else 0.0})
+
+
+def detect_properties_format(path: str | Path) -> str:
+    p = Path(path)
+    if p.suffix.lower() == ".csv":
+        return "csv"
+    if p.suffix.lower() != ".json":
+        raise IngestError("cannot tell the format: pass --format (csv, json, unep-eos,"
+                          " unep-stacking-fault)", path=str(path))
+    data = _load_json(str(p))
+    if isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
+        first = next(iter(data.values()))
+        if {"volume", "DFT", "NEP"} <= set(first):
+            return "unep-eos"
+        if all(isinstance(v, dict) and {"DFT", "NEP"} <= set(v) for v in first.values()):
+            return "unep-stacking-fault"
+    return "json"
+
+
+READERS = {"csv": parse_properties_csv, "json": parse_properties_json,
+           "unep-eos": parse_unep_eos, "unep-stacking-fault": parse_unep_stacking_fault}
+
+
+def _source_ids(ld: Loader, rec: PropertyRecord, path: str) -> tuple[int | None, int | None]:
+    st = rec.source_type
+    if st is None:
+        if ld.s.scalar(select(m.Model.id).where(m.Model.name == rec.source)) is not None:
+            st = "model"
+        elif ld.s.scalar(select(m.LevelOfTheory.id).where(m.LevelOfTheory.name == rec.source)):
+            st = "level_of_theory"
+        else:
+            raise IngestError(f"source {rec.source!r} is neither a stored model nor a level of"
+                              " theory; add a source_type column (model or level_of_theory)",
+                              path=path)
+    if st == "model":
+        return ld.model(rec.source), None
+    return None, ld.level_of_theory(rec.source)
+
+
+def ingest_properties(
+    wh: Warehouse,
+    path: str | Path,
+    *,
+    fmt: str | None = None,
+    model: str = UNEP_MODEL,
+    reference: str = UNEP_LEVEL,
+    argv: list[str] | None = None,
+) -> IngestSummary:
+    """Store the properties of ``path``; values already stored for the same source are skipped."""
+    path = str(path)
+    if not Path(path).is_file():
+        raise IngestError("no such file", path=path)
+    fmt = fmt or detect_properties_format(path)
+    if fmt not in READERS:
+        raise IngestError(f"unknown format {fmt!r}; known: {', '.join(READERS)}", path=path)
+    kwargs = {"model": model, "reference": reference} if fmt.startswith("unep-") else {}
+    records = list(READERS[fmt](path, **kwargs))
+    if not records:
+        raise IngestError("no properties", path=path)
+    with ingest_run(wh, kind="properties", source=path, source_sha256=sha256_file(path),
+                    argv=argv) as ld:
+        seen = {(p.material, p.property, p.key, p.model_id, p.level_of_theory_id)
+                for p in ld.s.scalars(select(m.Property))}
+        for rec in records:
+            model_id, level_id = _source_ids(ld, rec, path)
+            ident = (rec.material, rec.property, rec.key, model_id, level_id)
+            if ident in seen:
+                ld.summary.seen("properties")
+                continue
+            seen.add(ident)
+            ld.s.add(m.Property(
+                material=rec.material, property=rec.property, key=rec.key, value=rec.value,
+                unit=rec.unit, model_id=model_id, level_of_theory_id=level_id,
+                structure_id=_structure_id(ld, rec.structure, path), extra=rec.extra or None,
+                ingest_run_id=ld.run.id))
+            ld.summary.add("properties")
+        ld.s.flush()
+    return ld.summary
+
+
+def _structure_id(ld: Loader, structure_hash: str | None, path: str) -> int | None:
+    if structure_hash is None:
+        return None
+    sid = ld.s.scalar(select(m.Structure.id).where(m.Structure.hash == structure_hash))
+    if sid is None:
+        raise IngestError(f"no stored structure with hash {structure_hash!r}; ingest it first",
+                          path=path)
+    return sid

@@ -1,0 +1,113 @@
+"""Figures for the MD and property questions (PNG, SVG or PDF by the file's suffix).
+
+- :func:`plot_drift`: energy drift vs temperature, one line per (model, system), log y axis
+  (drifts span decades; a run that failed is marked with an x at the top of the axis).
+- :func:`plot_overlay`: one series or profile overlaid across ensemble members.
+- :func:`plot_parity`: model vs reference per property kind, with the y = x line and MAE.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never a window
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from warehouse.errors import NoMatch  # noqa: E402
+
+SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _check_out(out: str | Path) -> Path:
+    out = Path(out)
+    if out.suffix.lower() not in SUFFIXES:
+        raise NoMatch(f"{out}: write a figure to a {', '.join(SUFFIXES)} file")
+    return out
+
+
+def plot_drift(df: pd.DataFrame, out: str | Path, *, column: str = "drift_max_mev_per_atom",
+               title: str | None = None) -> Path:
+    """|drift| vs temperature from :func:`queries.md.drift_table`'s table."""
+    out = _check_out(out)
+    if df.empty:
+        raise NoMatch("no drift rows to plot")
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
+    ok = df[df[column].notna()]
+    for (model, system), part in ok.groupby(["model", "system"], dropna=False):
+        part = part.sort_values("temperature_k")
+        ax.plot(part["temperature_k"], np.abs(part[column]), marker="o", label=f"{model} / {system}")
+    failed = df[df["status"] != "ok"]
+    if not failed.empty:
+        top = np.nanmax(np.abs(ok[column])) * 3 if not ok.empty else 1.0
+        ax.scatter(failed["temperature_k"], np.full(len(failed), top), marker="x", color="k",
+                   zorder=4, label="failed run")
+    ax.set_yscale("log")
+    ax.set_xlabel("temperature (K)")
+    unit = "meV/atom/ps" if "slope" in column else "meV/atom"
+    ax.set_ylabel(f"|energy drift| ({unit})")
+    ax.set_title(title or "NVE energy drift vs temperature", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return out
+
+
+def plot_overlay(df: pd.DataFrame, out: str | Path, *, title: str | None = None) -> Path:
+    """Value vs time (series) or position (profile), one line per member run."""
+    out = _check_out(out)
+    if df.empty:
+        raise NoMatch("nothing to plot")
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
+    for (model, run_id), part in df.groupby(["model", "md_run_id"], sort=False):
+        ax.plot(part["x"], part["value"], lw=1.2, label=str(model))
+    first = df.iloc[0]
+    ax.set_xlabel(f"{first['x_name']} ({first['x_unit'] or '-'})")
+    ax.set_ylabel(f"{first['column']} ({first['unit'] or '-'})")
+    ax.set_title(title or f"{first['column']} across {df['md_run_id'].nunique()} runs", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return out
+
+
+def plot_parity(table: pd.DataFrame, summary: pd.DataFrame, out: str | Path, *,
+                title: str | None = None) -> Path:
+    """One panel per property kind: model value vs reference value, y = x, MAE per model."""
+    out = _check_out(out)
+    if table.empty:
+        raise NoMatch("no parity pairs to plot")
+    kinds = sorted(table["property"].unique())
+    ncol = min(3, len(kinds))
+    nrow = math.ceil(len(kinds) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 4.0 * nrow), layout="constrained",
+                             squeeze=False)
+    for ax, kind in zip(axes.ravel(), kinds, strict=False):
+        part = table[table["property"] == kind]
+        for model, g in part.groupby("model"):
+            mae = summary[(summary["property"] == kind) & (summary["model"] == model)]["mae"]
+            ax.scatter(g["reference_value"], g["model_value"], s=10,
+                       label=f"{model} (MAE {mae.iloc[0]:.3g})")
+        lo = float(min(part["reference_value"].min(), part["model_value"].min()))
+        hi = float(max(part["reference_value"].max(), part["model_value"].max()))
+        ax.plot([lo, hi], [lo, hi], color="0.4", lw=0.8)
+        unit = part["unit"].iloc[0] or "-"
+        ax.set_xlabel(f"{part['reference'].iloc[0]} ({unit})")
+        ax.set_ylabel(f"model ({unit})")
+        ax.set_title(kind, fontsize=9)
+        ax.legend(fontsize=7)
+        ax.grid(True, alpha=0.3)
+    for ax in axes.ravel()[len(kinds):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return out
