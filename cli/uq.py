@@ -9,7 +9,7 @@ import typer
 
 from cli.context import open_from
 from cli.output import Format, emit, render
-from queries.uq import By, Level, Show
+from queries.uq import DEFAULT_N_BOOT, By, Level, Show
 
 
 def uq(
@@ -25,7 +25,7 @@ def uq(
     top_fraction: Annotated[float | None, typer.Option("--top-fraction", help="Flag this share of the highest U instead (default 0.1 for ensembles).")] = None,
     high_error_fraction: Annotated[float, typer.Option("--high-error-fraction", help="High-error cases: this share of the largest errors.")] = 0.1,
     bins: Annotated[int, typer.Option("--bins", help="Calibration: number of equal-count bins of U.")] = 10,
-    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the CI of rho.")] = 400,
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the CI of rho.")] = DEFAULT_N_BOOT,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 
 # Resamples larger than this are ranked on m-subsamples (m-out-of-n bootstrap, see spearman_ci):
 # re-ranking 7.5M atoms a few hundred times would cost minutes for a CI width of ~1e-4.
-BOOT_EXACT_MAX_N = 100_000
-DEFAULT_N_BOOT = 400
+BOOT_EXACT_MAX_N = 50_000
+DEFAULT_N_BOOT = 200
 DEFAULT_SEED = 0
 
 
