@@ -88,3 +88,40 @@ def properties_plot(
     with open_from(ctx) as wh:
         report = parity(wh, properties=prop or (), models=model or (), reference=reference)
     typer.echo(f"wrote {plot_parity(report.table, report.summary, out)}", err=True)
+
+
+# -- uncertainty (issue 6): U vs e scatter with rho, calibration curve ------------------------
+
+from pathlib import Path as _Path  # noqa: E402
+from typing import Annotated as _Annotated  # noqa: E402
+
+from queries.uq import Level as _UQLevel, Quantity as _UQQuantity  # noqa: E402
+
+
+@app.command("uq")
+def uq_plot(
+    ctx: typer.Context,
+    dataset: _Annotated[list[str], typer.Option("--dataset", "-d", help="Dataset(s) with references (repeatable).")],
+    out: _Annotated[_Path, typer.Option("--out", "-o", help="Figure file (.png, .svg or .pdf).")],
+    ensemble: _Annotated[str | None, typer.Option("--ensemble", "-e", help="Ensemble whose disagreement is U.")] = None,
+    grades: _Annotated[str | None, typer.Option("--grades", help="Use this kind of grades of --model as U.")] = None,
+    model: _Annotated[str | None, typer.Option("--model", "-m", help="Model of --grades.")] = None,
+    quantity: _Annotated[_UQQuantity | None, typer.Option("--quantity", "-q", help="Only energy or force.")] = None,
+    level: _Annotated[_UQLevel | None, typer.Option("--level", help="Only structure or atom level.")] = None,
+    bins: _Annotated[int, typer.Option("--bins", help="Equal-count bins of U for calibration.")] = 10,
+) -> None:
+    """Uncertainty vs true error on log axes with Spearman rho, beside the calibration curve.
+
+    Example: warehouse plot uq --ensemble unep8 --dataset unep-v1-dft --out uq.png
+    """
+    from cli.context import open_from
+    from queries.uq_data import read_ensemble_uq, read_grades_uq
+    from queries.uq_figures import plot_uq
+    from warehouse.errors import NoMatch
+
+    if (ensemble is None) == (grades is None) or (grades is not None and model is None):
+        raise NoMatch("give --ensemble NAME, or --grades KIND with --model NAME")
+    with open_from(ctx) as wh:
+        data = (read_ensemble_uq(wh, ensemble=ensemble, datasets=dataset) if ensemble else
+                read_grades_uq(wh, model=model, kind=grades, datasets=dataset))
+    typer.echo(f"wrote {plot_uq(data, out, quantity=quantity, level=level, n_bins=bins)}", err=True)

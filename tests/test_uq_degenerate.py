@@ -46,7 +46,7 @@ def test_ensemble_commands(wh, cli, shared_data):
     assert cli("uq", "-e", "pair", "-d", DATASET).exit_code == 1
 
 
-def test_ensemble_of_one_model_says_uncertainty_is_zero(wh, cli, shared_data):
+def test_ensemble_of_one_model_says_uncertainty_is_zero(wh, cli, shared_data, tmp_path):
     ingest_unep(wh, shared_data, models=PAIR[:1], sets=SCREW)
     add_to_ensemble(wh, "solo", PAIR[:1])
     got = _json(cli("uq", "-e", "solo", "-d", DATASET, "-f", "json"))
@@ -55,6 +55,8 @@ def test_ensemble_of_one_model_says_uncertainty_is_zero(wh, cli, shared_data):
         assert "one model" in r["note"] and "undefined" in r["note"]
     text = cli("uq", "-e", "solo", "-d", DATASET)
     assert text.exit_code == 0 and "zero by definition" in text.output
+    fig = cli("plot", "uq", "-e", "solo", "-d", DATASET, "--out", tmp_path / "solo.png")
+    assert fig.exit_code == 1 and "no pair with U > 0" in fig.output and "one model" in fig.output
 
 
 def test_identical_members_give_zero_uncertainty_and_undefined_rho(wh, shared_data):

@@ -136,3 +136,13 @@ def test_summary_does_not_depend_on_batch_size(unep):
     rb = uq_summary(b, level=Level.ATOM, n_boot=20)
     assert ra["spearman_rho"].iloc[0] == rb["spearman_rho"].iloc[0]
     assert not math.isnan(ra["spearman_rho"].iloc[0])
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
+def test_plot_uq_writes_a_figure(unep, tmp_path, suffix):
+    out = tmp_path / f"uq{suffix}"
+    res = _run(unep, "plot", "uq", "-e", "unep8", "-d", DATASET, "--out", out)
+    assert res.exit_code == 0, res.output
+    assert out.stat().st_size > 10_000
+    bad = _run(unep, "plot", "uq", "-e", "unep8", "-d", DATASET, "--out", tmp_path / "x.txt")
+    assert bad.exit_code == 1 and ".png" in bad.output

@@ -1,0 +1,104 @@
+"""Figures of uncertainty against true error (PNG, SVG or PDF by the file's suffix).
+
+:func:`plot_uq` draws, for each (quantity, level) asked for, a log-log scatter of U against e with
+Spearman rho and its CI in the panel title, beside the calibration curve (mean e per equal-count
+bin of U, with the bin counts, and the y = x line). Per-atom scatters of millions of points are
+drawn from a seeded random subsample (the title says how many); rho is always from all pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never a window
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
+
+from queries.uq import (  # noqa: E402
+    DEFAULT_N_BOOT, PAIRS, REPORT_UNIT, Level, Quantity, calibration_bins, spearman_ci,
+)
+from queries.uq_data import UQData  # noqa: E402
+from warehouse.errors import NoMatch  # noqa: E402
+
+SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _values(data: UQData, quantity: Quantity, level: Level):
+    if level is Level.ATOM:
+        return data.atom_u * data.u_scale, data.atom_e * 1000.0
+    st = data.structures[data.structures[f"{quantity}_status"] == "used"]
+    return st[f"u_{quantity}"].to_numpy() * data.u_scale, st[f"e_{quantity}"].to_numpy() * 1000.0
+
+
+def plot_uq(
+    data: UQData,
+    out: str | Path,
+    *,
+    quantity: Quantity | None = None,
+    level: Level | None = None,
+    n_bins: int = 10,
+    max_points: int = 50_000,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+) -> Path:
+    """Write the U-vs-e scatter and calibration panels of ``data`` to ``out``."""
+    out = Path(out)
+    if out.suffix.lower() not in SUFFIXES:
+        raise NoMatch(f"{out}: write a figure to a {', '.join(SUFFIXES)} file")
+    pairs = [(q, lv) for q, lv in PAIRS if (quantity is None or q == quantity)
+             and (level is None or lv == level)]
+    if not pairs:
+        raise NoMatch("energy has no atom level; ask for --quantity force or --level structure")
+    fig, axes = plt.subplots(len(pairs), 2, figsize=(10, 4.2 * len(pairs)), layout="constrained",
+                             squeeze=False)
+    u_label = "grade" if data.kind == "grades" else "U"
+    for (q, lv), (ax_s, ax_c) in zip(pairs, axes, strict=True):
+        u, e = _values(data, q, lv)
+        unit = REPORT_UNIT[q]
+        pos = (u > 0) & (e > 0)
+        if not pos.any():
+            raise NoMatch(f"{q}/{lv}: no pair with U > 0 and e > 0 to draw on log axes"
+                          + (f" ({data.note})" if data.note else " (zero uncertainty?)"))
+        rc = spearman_ci(u, e, n_boot=n_boot, seed=seed)
+        idx = np.flatnonzero(pos)
+        if len(idx) > max_points:
+            idx = np.sort(np.random.default_rng(seed).choice(idx, max_points, replace=False))
+        ax_s.scatter(u[idx], e[idx], s=4, alpha=0.35, lw=0)
+        ax_s.set_xscale("log")
+        ax_s.set_yscale("log")
+        ax_s.set_xlabel(f"{u_label} ({unit})" if data.kind != "grades" else "grade")
+        ax_s.set_ylabel(f"e ({unit})")
+        rho = "undefined" if math.isnan(rc.rho) else f"{rc.rho:.3f} [{rc.ci_low:.3f}, {rc.ci_high:.3f}]"
+        shown = f"; {len(idx):,} of {len(u):,} shown" if len(idx) < len(u) else ""
+        ax_s.set_title(f"{q}, {lv} level: Spearman rho = {rho}\nn = {rc.n:,}{shown}", fontsize=9)
+        cal = calibration_bins(u, e, n_bins=n_bins)
+        ok = (cal["mean_u"] > 0) & (cal["mean_e"] > 0)
+        ax_c.plot(cal["mean_u"][ok], cal["mean_e"][ok], marker="o", label="mean e per bin")
+        ax_c.plot(cal["mean_u"][ok], cal["rms_e"][ok], marker=".", ls=":", label="RMS e per bin")
+        for _, r in cal[ok].iterrows():
+            ax_c.annotate(f"{int(r['n'])}", (r["mean_u"], r["mean_e"]), fontsize=6,
+                          textcoords="offset points", xytext=(3, -8))
+        if data.kind != "grades" and ok.any():
+            lo = min(cal["mean_u"][ok].min(), cal["mean_e"][ok].min())
+            hi = max(cal["mean_u"][ok].max(), cal["rms_e"][ok].max())
+            ax_c.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="e = U")
+        if data.kind == "grades":
+            ax_c.axvline(1.0, color="k", ls="--", lw=0.8, label="grade = 1")
+        ax_c.set_xscale("log")
+        ax_c.set_yscale("log")
+        ax_c.set_xlabel(f"mean {u_label} in bin" + (f" ({unit})" if data.kind != "grades" else ""))
+        ax_c.set_ylabel(f"e ({unit})")
+        ax_c.set_title(f"calibration: {len(cal)} equal-count bins of {u_label} (counts shown)", fontsize=9)
+        ax_c.legend(fontsize=7)
+        for ax in (ax_s, ax_c):  # minor-tick labels of short log ranges overlap
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.yaxis.set_minor_formatter(NullFormatter())
+    fig.suptitle(f"{data.source} on {', '.join(data.datasets)}", fontsize=10)
+    fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return out
