@@ -13,6 +13,7 @@ from cli import models as model_cmds
 from cli import runs as runs_cmds
 from cli import leaderboard as leaderboard_cmds
 from cli import plot as plot_cmds
+from cli import evaluate as evaluate_cmds, pareto as pareto_cmds, timings as timings_cmds
 from cli import ensemble as ensemble_cmds, grades as grades_cmds, uq as uq_cmds
 from cli.context import WarehouseGroup, argv, open_from
 from cli.output import Format, emit, render
@@ -30,6 +31,8 @@ app.add_typer(ingest_cmds.app, name="ingest")
 app.add_typer(model_cmds.app, name="model")
 app.command("runs")(runs_cmds.runs)
 app.add_typer(plot_cmds.app, name="plot")
+for _cost in (evaluate_cmds, timings_cmds, pareto_cmds):  # issue 5: evaluate, timings, pareto
+    _cost.register(app)
 app.add_typer(ensemble_cmds.app, name="ensemble")
 app.command("uq")(uq_cmds.uq)
 ingest_cmds.app.command("grades")(grades_cmds.grades)

@@ -1,0 +1,87 @@
+"""``warehouse pareto``: the accuracy-cost table and its Pareto front."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from cli.context import open_from
+from cli.output import Format, emit, render
+from cli.timings import readable
+
+
+class ParetoFormat(StrEnum):
+    TABLE = "table"
+    MD = "md"
+    CSV = "csv"
+    JSON = "json"
+    LATEX = "latex"
+
+
+MetricOpt = Annotated[str, typer.Option("--metric", help="energy|force|stress-mae|rmse from the leaderboard.")]
+DatasetOpt = Annotated[list[str] | None, typer.Option("--dataset", "-d", help="Dataset pool for the error (repeatable; default all).")]
+HardwareOpt = Annotated[list[str] | None, typer.Option("--hardware", help="Hardware class(es) for the cost (repeatable).")]
+ModelOpt = Annotated[list[str] | None, typer.Option("--model", "-m", help="Only these models (repeatable).")]
+TaskOpt = Annotated[str, typer.Option("--task", help="Timing task that gives the cost: md or inference.")]
+PriceOpt = Annotated[list[str] | None, typer.Option("--price-per-hour", help="CLASS=PRICE per device-hour (repeatable): compare hardware by money.")]
+
+
+def pareto_table(ctx: typer.Context, *, metric: str, dataset: list[str] | None,
+                 hardware: list[str] | None, model: list[str] | None, task: str,
+                 price: list[str] | None) -> pd.DataFrame:
+    from queries.pareto import pareto, parse_prices
+
+    prices = parse_prices(price or (), hardware or ())
+    with open_from(ctx) as wh:
+        return pareto(wh, metric=metric, datasets=dataset or (), hardware=hardware or (),
+                      models=model or (), task=task, price_per_hour=prices or None)
+
+
+def to_latex(df: pd.DataFrame) -> str:
+    """A booktabs table of the front: model, hardware, error, cost, front marker."""
+    def esc(v: object) -> str:
+        return str(v).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("&", r"\&").replace("%", r"\%")
+
+    lines = [r"\begin{tabular}{llrrc}", r"\toprule",
+             f"Model & Hardware & {esc(df['metric'].iloc[0])} & Cost ({esc(df['cost_unit'].iloc[0])}) & Front \\\\",
+             r"\midrule"]
+    for r in df.itertuples(index=False):
+        err = "--" if pd.isna(r.error) else f"{r.error:.3g}"
+        cost = "--" if pd.isna(r.cost) else f"{r.cost:.3g}"
+        star = r"$\star$" if r.on_front else ""
+        lines.append(f"{esc(r.model)} & {esc(r.hardware)} & {err} & {cost} & {star} \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines)
+
+
+def pareto_cmd(
+    ctx: typer.Context,
+    metric: MetricOpt = "force-rmse",
+    dataset: DatasetOpt = None,
+    hardware: HardwareOpt = None,
+    model: ModelOpt = None,
+    task: TaskOpt = "md",
+    price: PriceOpt = None,
+    fmt: Annotated[ParetoFormat, typer.Option("--format", "-f", help="Output format.")] = ParetoFormat.TABLE,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Error against cost per model, and which models are on the Pareto front.
+
+    Example: warehouse pareto --metric energy-rmse --dataset eos --format md
+    """
+    table = pareto_table(ctx, metric=metric, dataset=dataset, hardware=hardware, model=model,
+                         task=task, price=price)
+    if fmt is ParetoFormat.LATEX:
+        emit(to_latex(table), out)
+        return
+    if fmt is ParetoFormat.TABLE:
+        table = table.drop(columns=["timing_id", "cost_unit", "metric", "datasets"])
+    emit(render(readable(table, Format(fmt.value)), Format(fmt.value), digits=4), out)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pareto")(pareto_cmd)
