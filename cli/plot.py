@@ -125,3 +125,88 @@ def uq_plot(
         data = (read_ensemble_uq(wh, ensemble=ensemble, datasets=dataset) if ensemble else
                 read_grades_uq(wh, model=model, kind=grades, datasets=dataset))
     typer.echo(f"wrote {plot_uq(data, out, quantity=quantity, level=level, n_bins=bins)}", err=True)
+
+
+# -- leaderboard (issue 4): parity, periodic-table heatmap, error vs number of components ----
+
+from enum import StrEnum as _StrEnum  # noqa: E402
+from pathlib import Path as _Path  # noqa: E402
+from typing import Annotated as _Annotated  # noqa: E402
+
+
+class _Quantity(_StrEnum):
+    ENERGY = "energy"
+    FORCES = "forces"
+    STRESS = "stress"
+
+
+_Out = _Annotated[_Path, typer.Option("--out", "-o", help="Figure file (.png, .svg or .pdf).")]
+_Dataset = _Annotated[list[str] | None, typer.Option("--dataset", "-d", help="Only these datasets (repeatable; pooled).")]
+_Metric = _Annotated[str, typer.Option("--metric", help="Leaderboard column to draw, e.g. force_rmse.")]
+
+
+@app.command("parity")
+def parity_plot(
+    ctx: typer.Context,
+    model: _Annotated[str, typer.Option("--model", "-m", help="The model.")],
+    dataset: _Annotated[str, typer.Option("--dataset", "-d", help="The dataset.")],
+    out: _Out,
+    quantity: _Annotated[_Quantity, typer.Option("--quantity", "-q", help="energy, forces or stress.")] = _Quantity.ENERGY,
+) -> None:
+    """Predicted against reference energies, force components or stress components.
+
+    Example: warehouse plot parity --model unep-v1 --dataset unep-v1-dft --quantity forces --out parity.png
+    """
+    from cli.context import open_from
+    from queries.figures import parity_data, plot_parity
+
+    with open_from(ctx) as wh:
+        data = parity_data(wh, model=model, dataset=dataset, quantity=quantity.value)
+    path = plot_parity(data, out, quantity=quantity.value, title=f"{model} on {dataset}")
+    typer.echo(f"wrote {path}", err=True)
+
+
+@app.command("elements")
+def elements_plot(
+    ctx: typer.Context,
+    model: _Annotated[str, typer.Option("--model", "-m", help="The model.")],
+    out: _Out,
+    dataset: _Dataset = None,
+    metric: _Metric = "force_rmse",
+) -> None:
+    """Periodic-table heatmap of a per-element error (forces: atoms of that species).
+
+    Example: warehouse plot elements --model unep-v1 --metric force_rmse --out elements.svg
+    """
+    from cli.context import open_from
+    from queries.figures import plot_element_heatmap
+    from queries.leaderboard import UNITS, leaderboard
+
+    with open_from(ctx) as wh:
+        table = leaderboard(wh, datasets=dataset or (), models=[model], by=["element"], pool=True,
+                            metric=metric)
+    path = plot_element_heatmap(table, out, metric=metric, unit=UNITS.get(metric, ""), title=model)
+    typer.echo(f"wrote {path}", err=True)
+
+
+@app.command("components")
+def components_plot(
+    ctx: typer.Context,
+    out: _Out,
+    model: _Annotated[list[str] | None, typer.Option("--model", "-m", help="Only these models (repeatable).")] = None,
+    dataset: _Dataset = None,
+    metric: _Metric = "energy_rmse",
+) -> None:
+    """An error against the number of components (elements per structure), one line per model.
+
+    Example: warehouse plot components --metric energy_rmse --out components.png
+    """
+    from cli.context import open_from
+    from queries.figures import plot_components
+    from queries.leaderboard import UNITS, leaderboard
+
+    with open_from(ctx) as wh:
+        table = leaderboard(wh, datasets=dataset or (), models=model or (), by=["n_elements"],
+                            pool=True, metric=metric)
+    path = plot_components(table, out, metric=metric, unit=UNITS.get(metric, ""))
+    typer.echo(f"wrote {path}", err=True)
