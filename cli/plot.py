@@ -210,3 +210,54 @@ def components_plot(
                             pool=True, metric=metric)
     path = plot_components(table, out, metric=metric, unit=UNITS.get(metric, ""))
     typer.echo(f"wrote {path}", err=True)
+
+
+# -- cost (issue 5): accuracy-cost Pareto fronts and throughput scaling ----------------------
+
+from pathlib import Path as _Path  # noqa: E402
+from typing import Annotated as _Annotated  # noqa: E402
+
+from cli import pareto as _pareto  # noqa: E402
+
+
+@app.command("pareto")
+def pareto_plot(
+    ctx: typer.Context,
+    out: _Annotated[_Path, typer.Option("--out", "-o", help="Figure file (.png, .svg or .pdf).")],
+    metric: _pareto.MetricOpt = "force-rmse",
+    dataset: _pareto.DatasetOpt = None,
+    hardware: _pareto.HardwareOpt = None,
+    model: _pareto.ModelOpt = None,
+    task: _pareto.TaskOpt = "md",
+    price: _pareto.PriceOpt = None,
+) -> None:
+    """Error against cost (log axis) per model, the Pareto front drawn, points labelled.
+
+    Example: warehouse plot pareto --metric energy-rmse --dataset eos --out pareto.png
+    """
+    from queries.cost_figures import plot_pareto
+
+    table = _pareto.pareto_table(ctx, metric=metric, dataset=dataset, hardware=hardware,
+                                 model=model, task=task, price=price)
+    typer.echo(f"wrote {plot_pareto(table, out)}", err=True)
+
+
+@app.command("scaling")
+def scaling_plot(
+    ctx: typer.Context,
+    out: _Annotated[_Path, typer.Option("--out", "-o", help="Figure file (.png, .svg or .pdf).")],
+    model: _pareto.ModelOpt = None,
+    hardware: _pareto.HardwareOpt = None,
+    task: _pareto.TaskOpt = "md",
+) -> None:
+    """MD throughput (atom-steps/s) against system size per model and hardware, log-log.
+
+    Example: warehouse plot scaling --model unep-v1 --out scaling.svg
+    """
+    from cli.context import open_from
+    from queries.cost_figures import plot_scaling
+    from queries.timings import scaling
+
+    with open_from(ctx) as wh:
+        table = scaling(wh, models=model or (), hardware=hardware or (), task=task)
+    typer.echo(f"wrote {plot_scaling(table, out)}", err=True)
