@@ -31,19 +31,26 @@ def _ingest_group(ctx: typer.Context) -> None:
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
         ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
 
+
+
 LevelOpt = Annotated[str | None, typer.Option(
-    "--level-of-theory", "-l", help="Name of the reference's level of theory (e.g. VASP-PBE-520).")]
+    "--level-of-theory", "-l", help="Name of the reference's level of theory (e.g. VASP-PBE-520eV).")]
 
 
 @app.command()
 def structures(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="Structure file (extended XYZ, mlearn JSON).")],
+    path: Annotated[Path, typer.Argument(
+        help="Structure file: extended XYZ (.xyz/.extxyz, .gz), mlearn JSON, vasprun.xml/OUTCAR,"
+             " ASE database (.db), gracemaker pickle (.pkl, with --trust-pickle).")],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset to add them to.")],
     level_of_theory: LevelOpt = None,
     subset: Annotated[str | None, typer.Option("--subset", help="Subset tag (default: config_type).")] = None,
     split: Annotated[str | None, typer.Option("--split", help="Split tag, e.g. train or test.")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="Reader (default: from the file name).")] = None,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="Reader: extxyz, mlearn-json, vasp, ase-db, pickle (default: from the file name).")] = None,
+    trust_pickle: Annotated[bool, typer.Option(
+        "--trust-pickle", help="Allow loading a pickle (unpickling can run arbitrary code).")] = False,
 ) -> None:
     """Store structures and their DFT labels (energy, forces, stress) as references.
 
@@ -53,7 +60,31 @@ def structures(
 
     with open_from(ctx) as wh:
         summary = ingest_structures(wh, path, dataset=dataset, level_of_theory=level_of_theory,
-                                    subset=subset, split=split, fmt=fmt, argv=argv())
+                                    subset=subset, split=split, fmt=fmt, trust_pickle=trust_pickle,
+                                    argv=argv())
+    typer.echo(summary.line())
+
+
+@app.command()
+def predictions(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="Extended XYZ with a model's predictions.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name (registered on first use).")],
+    energy_key: Annotated[str | None, typer.Option("--energy-key", help="Info key of the predicted energy (eV).")] = None,
+    forces_key: Annotated[str | None, typer.Option("--forces-key", help="Per-atom array of predicted forces (eV/Å).")] = None,
+    stress_key: Annotated[str | None, typer.Option("--stress-key", help="Info key of the predicted stress (eV/Å^3, ASE sign).")] = None,
+    virial_key: Annotated[str | None, typer.Option("--virial-key", help="Info key of the predicted total virial (eV).")] = None,
+) -> None:
+    """Store a model's predictions, matched to stored structures by content hash.
+
+    Example: warehouse ingest predictions mace_on_test.xyz --model mace-mp-0 --forces-key forces_pred
+    """
+    from ingest.api import ingest_predictions
+    from ingest.atoms import prediction_keys
+
+    keys = prediction_keys(energy=energy_key, forces=forces_key, stress=stress_key, virial=virial_key)
+    with open_from(ctx) as wh:
+        summary = ingest_predictions(wh, path, model=model, keys=keys, argv=argv())
     typer.echo(summary.line())
 
 
@@ -64,14 +95,16 @@ def gpumd(
     model: Annotated[str, typer.Option("--model", "-m", help="Name of the NEP model.")],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset of its structures.")],
     level_of_theory: LevelOpt = None,
+    xyz: Annotated[Path | None, typer.Option(
+        "--xyz", help="Structure file the outputs follow, for a folder without one (prediction runs).")] = None,
 ) -> None:
-    """Store a GPUMD NEP model's predictions (and its structures if they are new).
+    """Store a GPUMD NEP model's predictions (and its structures if they are new), and loss.out.
 
-    Example: warehouse ingest gpumd nep_train/ --model pbte-nep --dataset pbte
+    Example: warehouse ingest gpumd nep_prediction/ --model pbte-nep --dataset pbte --xyz nep_train/train.xyz
     """
     from ingest.api import ingest_gpumd
 
     with open_from(ctx) as wh:
         summary = ingest_gpumd(wh, folder, model=model, dataset=dataset,
-                               level_of_theory=level_of_theory, argv=argv())
+                               level_of_theory=level_of_theory, xyz=xyz, argv=argv())
     typer.echo(summary.line())

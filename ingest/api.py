@@ -6,9 +6,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ingest import gpumd
+from ingest.asedb import parse_ase_db
+from ingest.atoms import PREDICTION_KEYS, LabelKeys
 from ingest.extxyz import parse_extxyz, scan_file
 from ingest.loader import IngestSummary, ingest_run
 from ingest.mlearn import parse_mlearn_json
+from ingest.pickles import check_trust, is_pickle, parse_pickle
+from ingest.predictions import parse_predictions
+from ingest.vasp import is_vasp, parse_vasp, read_vasp_settings
 from warehouse.core import Warehouse
 from warehouse.errors import IngestError
 from warehouse.hashing import sha256_file
@@ -19,12 +24,21 @@ Parser = Callable[[str], Iterator[Frame]]
 STRUCTURE_READERS: dict[str, Parser] = {
     "extxyz": parse_extxyz,
     "mlearn-json": parse_mlearn_json,
+    "vasp": parse_vasp,
+    "ase-db": parse_ase_db,
+    "pickle": parse_pickle,
 }
 
 
 def detect_format(path: str | Path) -> str:
     """Name of the reader for ``path`` from its name (compression suffixes ignored)."""
+    if is_vasp(path):
+        return "vasp"
+    if is_pickle(path):
+        return "pickle"
     name = Path(path).name.lower()
+    if name.endswith(".db"):
+        return "ase-db"
     for suffix in (".gz", ".bz2", ".xz"):
         name = name.removesuffix(suffix)
     if name.endswith((".xyz", ".extxyz")):
@@ -47,21 +61,58 @@ def ingest_structures(
     subset: str | None = None,
     split: str | None = None,
     fmt: str | None = None,
+    trust_pickle: bool = False,
     argv: list[str] | None = None,
 ) -> IngestSummary:
-    """Store the structures of ``path`` in ``dataset`` with their labels as references."""
+    """Store the structures of ``path`` in ``dataset`` with their labels as references.
+
+    VASP outputs name their own level of theory (e.g. ``VASP-PBE-520eV``) unless one is given.
+    A pickle is read only with ``trust_pickle`` (unpickling can run arbitrary code).
+    """
     path = str(path)
     if not Path(path).is_file():
         raise IngestError("no such file", path=path)
     fmt = fmt or detect_format(path)
     if fmt not in STRUCTURE_READERS:
         raise IngestError(f"unknown format {fmt!r}; known: {', '.join(STRUCTURE_READERS)}", path=path)
+    if fmt == "pickle":
+        check_trust(path, trust_pickle)  # refuse before anything is opened or recorded
+    level_attrs: dict = {}
+    if fmt == "vasp":
+        settings = read_vasp_settings(path)
+        level_of_theory = level_of_theory or settings.name()
+        level_attrs = settings.attrs()
     sha = scan_file(path) if fmt == "extxyz" else sha256_file(path)
     with ingest_run(wh, kind="structures", source=path, source_sha256=sha, argv=argv) as ld:
-        level = ld.level_of_theory(level_of_theory)
+        level = ld.level_of_theory(level_of_theory, **level_attrs)
         ds = ld.dataset(dataset, level)
-        ld.add_frames(STRUCTURE_READERS[fmt](path), dataset_id=ds, level_id=level, path=path,
-                      subset=subset, split=split)
+        reader = (parse_pickle(path, trust=True) if fmt == "pickle"
+                  else STRUCTURE_READERS[fmt](path))
+        ld.add_frames(reader, dataset_id=ds, level_id=level, path=path, subset=subset, split=split)
+    return ld.summary
+
+
+def ingest_predictions(
+    wh: Warehouse,
+    path: str | Path,
+    *,
+    model: str,
+    keys: LabelKeys = PREDICTION_KEYS,
+    argv: list[str] | None = None,
+) -> IngestSummary:
+    """Store ``model``'s predictions from an extended XYZ file, matched to stored structures.
+
+    The model is registered on first use (``warehouse model add`` records its metadata).
+    Structures not in the warehouse make the whole file refused, with their count and the first
+    examples.
+    """
+    path = str(path)
+    if not Path(path).is_file():
+        raise IngestError("no such file", path=path)
+    sha = scan_file(path)
+    with ingest_run(wh, kind="predictions", source=path, source_sha256=sha, argv=argv) as ld:
+        model_id = ld.model(model)
+        ld.add_predictions(model_id, parse_predictions(path, keys=keys), path=path)
     return ld.summary
 
 
@@ -72,19 +123,41 @@ def ingest_gpumd(
     model: str,
     dataset: str,
     level_of_theory: str | None = None,
+    xyz: str | Path | None = None,
     argv: list[str] | None = None,
 ) -> IngestSummary:
-    """Store a GPUMD ``nep`` folder's predictions (and its structures, if new) for ``model``."""
+    """Store a GPUMD ``nep`` folder's predictions (and its structures, if new) for ``model``.
+
+    ``xyz`` names the structure file for a folder that has none (``prediction 1`` runs);
+    ``loss.out``, when present, is stored as the model's training record.
+    """
     folder = Path(folder)
-    splits = gpumd.find_splits(folder)
-    parsed = {split: gpumd.parse_gpumd_split(folder, split) for split in splits}
+    splits = gpumd.find_splits(folder, xyz)
+    parsed = {split: gpumd.parse_gpumd_split(folder, split, xyz) for split in splits}
+    loss = gpumd.read_loss(folder / "loss.out") if (folder / "loss.out").is_file() else None
     source_sha = sha256_file(folder / f"energy_{splits[0]}.out")
     with ingest_run(wh, kind="gpumd", source=str(folder), source_sha256=source_sha, argv=argv) as ld:
         level = ld.level_of_theory(level_of_theory)
         ds = ld.dataset(dataset, level)
         model_id = ld.model(model, family="NEP", framework="GPUMD")
         for split, (frames, predictions) in parsed.items():
-            ld.add_frames(frames, dataset_id=ds, level_id=level, path=str(folder / f"{split}.xyz"),
-                          split=split)
+            xyz_path = str(xyz) if xyz else str(folder / f"{split}.xyz")
+            ld.add_frames(frames, dataset_id=ds, level_id=level, path=xyz_path, split=split)
             ld.add_predictions(model_id, predictions, path=str(folder / f"energy_{split}.out"))
+        if loss is not None:
+            _add_training_record_once(ld, model_id, "gpumd-loss", *loss)
     return ld.summary
+
+
+def _add_training_record_once(ld, model_id: int, source: str, table, summary: dict) -> None:
+    """Re-ingesting the same folder must not store its loss log twice."""
+    from sqlalchemy import select
+
+    from warehouse import models as m
+
+    have = ld.s.scalars(select(m.TrainingRecord.summary).where(
+        m.TrainingRecord.model_id == model_id, m.TrainingRecord.source == source))
+    if any(h == summary for h in have):
+        ld.summary.seen("training records")
+        return
+    ld.add_training_record(model_id, source, table, summary)

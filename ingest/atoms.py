@@ -7,6 +7,7 @@ VASP, ase.db), then per-frame keys and per-atom arrays under the names other pro
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,43 @@ ENERGY_KEYS = ("energy", "Energy", "total_energy", "dft_energy", "REF_energy")
 FORCE_ARRAYS = ("forces", "force", "Forces", "dft_forces", "REF_forces")
 STRESS_KEYS = ("stress", "Stress", "dft_stress", "REF_stress")
 VIRIAL_KEYS = ("virial", "Virial", "virials", "REF_virial")
+
+
+@dataclass(frozen=True, slots=True)
+class LabelKeys:
+    """Where to find labels: key names in order of preference, and whether a calculator's results
+    win over them (``calc_first``). Names in ``required`` must be present in every frame."""
+
+    energy: tuple[str, ...] = ENERGY_KEYS
+    forces: tuple[str, ...] = FORCE_ARRAYS
+    stress: tuple[str, ...] = STRESS_KEYS
+    virial: tuple[str, ...] = VIRIAL_KEYS
+    calc_first: bool = True
+    required: tuple[str, ...] = ()
+
+
+DEFAULT_KEYS = LabelKeys()
+# A predictions file often carries the reference too: the *_pred names win over plain ones.
+PREDICTION_KEYS = LabelKeys(
+    energy=("energy_pred", "pred_energy", "predicted_energy", *ENERGY_KEYS),
+    forces=("forces_pred", "pred_forces", "predicted_forces", "force_pred", *FORCE_ARRAYS),
+    stress=("stress_pred", "pred_stress", "predicted_stress", *STRESS_KEYS),
+    virial=("virial_pred", "pred_virial", "predicted_virial", *VIRIAL_KEYS),
+    calc_first=False,
+)
+
+
+def prediction_keys(*, energy: str | None = None, forces: str | None = None,
+                    stress: str | None = None, virial: str | None = None) -> LabelKeys:
+    """PREDICTION_KEYS with the named keys put first and made required."""
+    named = {"energy": energy, "forces": forces, "stress": stress, "virial": virial}
+    fields = {k: (v,) for k, v in named.items() if v}
+    if stress and not virial:
+        fields["virial"] = ()
+    if virial and not stress:
+        fields["stress"] = ()
+    return LabelKeys(**{**{k: getattr(PREDICTION_KEYS, k) for k in named}, **fields},
+                     calc_first=False, required=tuple(v for v in named.values() if v))
 
 
 def _calc_results(atoms: Atoms) -> dict[str, Any]:
@@ -54,11 +92,7 @@ def labels_from_mappings(
     info: dict[str, Any],
     arrays: dict[str, Any],
     volume: float | None,
-    *,
-    energy_keys: tuple[str, ...] = ENERGY_KEYS,
-    force_keys: tuple[str, ...] = FORCE_ARRAYS,
-    stress_keys: tuple[str, ...] = STRESS_KEYS,
-    virial_keys: tuple[str, ...] = VIRIAL_KEYS,
+    keys: LabelKeys = DEFAULT_KEYS,
 ) -> Labels:
     """Energy, forces and stress in warehouse units from a calculator's ``results`` (looked at
     first), per-frame ``info`` keys and per-atom ``arrays``.
@@ -67,6 +101,16 @@ def labels_from_mappings(
     the total virial in eV (GPUMD: 9 components; 6 are read in Voigt order xx yy zz yz xz xy),
     converted by ``sigma = -W / V``.
     """
+    if not keys.calc_first and results:
+        info = {**info, **{k: v for k, v in results.items() if k != "forces"}}
+        arrays = {**arrays, **({"forces": results["forces"]} if "forces" in results else {})}
+        results = {}
+    for name in keys.required:
+        if name not in info and name not in arrays:
+            have = ", ".join(sorted({*info, *arrays})) or "nothing"
+            raise ValueError(f"has no key {name!r} (it has: {have})")
+    energy_keys, force_keys = keys.energy, keys.forces
+    stress_keys, virial_keys = keys.stress, keys.virial
     labels = Labels()
     energy = results.get("energy")
     if energy is None:
@@ -92,19 +136,21 @@ def labels_from_mappings(
     return labels
 
 
-def labels_from_atoms(atoms: Atoms, *, use_calculator: bool = True, **keys: Any) -> Labels:
+def labels_from_atoms(atoms: Atoms, *, use_calculator: bool = True,
+                      keys: LabelKeys = DEFAULT_KEYS) -> Labels:
     """Collect energy, forces and stress in warehouse units (see ``warehouse.units``)."""
     results = _calc_results(atoms) if use_calculator else {}
-    volume = atoms.get_volume() if atoms.pbc.all() or np.linalg.det(atoms.cell.array) else None
-    return labels_from_mappings(results, atoms.info, dict(atoms.arrays), volume, **keys)
+    volume = abs(float(np.linalg.det(atoms.cell.array))) or None
+    return labels_from_mappings(results, atoms.info, dict(atoms.arrays), volume, keys)
 
 
-def frame_from_atoms(atoms: Atoms, index: int, *, labels: Labels | None = None) -> Frame:
+def frame_from_atoms(atoms: Atoms, index: int, *, labels: Labels | None = None,
+                     keys: LabelKeys = DEFAULT_KEYS) -> Frame:
     info = atoms.info
     _, config_type = _first(info, ("config_type",))
     _, weight = _first(info, ("weight",))
     try:
-        labels = labels if labels is not None else labels_from_atoms(atoms)
+        labels = labels if labels is not None else labels_from_atoms(atoms, keys=keys)
         weight = None if weight is None else _float(weight, "weight")
     except ValueError as exc:
         raise IngestError(str(exc), where=f"frame {index}") from exc
@@ -135,7 +181,8 @@ def _numbers(arrays: dict[str, Any], index: int) -> np.ndarray:
     return z[inverse.reshape(-1)]
 
 
-def frame_from_dicts(natoms: int, info: dict[str, Any], arrays: dict[str, Any], index: int) -> Frame:
+def frame_from_dicts(natoms: int, info: dict[str, Any], arrays: dict[str, Any], index: int,
+                     keys: LabelKeys = DEFAULT_KEYS) -> Frame:
     """A frame from the ``extxyz`` C parser's (natoms, info, arrays), read as ASE would."""
     lattice = info.pop("Lattice", None)
     cell = np.zeros((3, 3)) if lattice is None else np.asarray(lattice, dtype=np.float64).T
@@ -151,7 +198,7 @@ def frame_from_dicts(natoms: int, info: dict[str, Any], arrays: dict[str, Any], 
     _, config_type = _first(info, ("config_type",))
     _, weight = _first(info, ("weight",))
     try:
-        labels = labels_from_mappings(results, info, arrays, volume)
+        labels = labels_from_mappings(results, info, arrays, volume, keys)
         weight = None if weight is None else _float(weight, "weight")
     except ValueError as exc:
         raise IngestError(str(exc), where=f"frame {index}") from exc

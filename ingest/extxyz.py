@@ -22,7 +22,7 @@ from pathlib import Path
 import ase.io
 import numpy as np
 
-from ingest.atoms import frame_from_atoms, frame_from_dicts, validate_frame
+from ingest.atoms import DEFAULT_KEYS, LabelKeys, frame_from_atoms, frame_from_dicts, validate_frame
 from warehouse.errors import IngestError
 from warehouse.records import Frame
 
@@ -84,7 +84,9 @@ def scan_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def parse_extxyz(path: str | Path, *, reader: str = "auto", validate: bool = True) -> Iterator[Frame]:
+def parse_extxyz(
+    path: str | Path, *, reader: str = "auto", validate: bool = True, keys: LabelKeys = DEFAULT_KEYS
+) -> Iterator[Frame]:
     """Yield validated frames of an extended XYZ file, one at a time.
 
     ``reader`` is ``auto`` (C parser for plain files, ASE otherwise), ``c`` or ``ase``. Raises
@@ -97,33 +99,33 @@ def parse_extxyz(path: str | Path, *, reader: str = "auto", validate: bool = Tru
     if Path(path).stat().st_size == 0:
         raise IngestError("file is empty", path=path)
     try:
-        yield from _parse(path, reader, validate)
+        yield from _parse(path, reader, validate, keys)
     except IngestError as exc:
         if exc.path is None:  # raised by a converter that does not know the file
             raise IngestError(str(exc), path=path, where=exc.where) from exc
         raise
 
 
-def _parse(path: str, reader: str, validate: bool) -> Iterator[Frame]:
+def _parse(path: str, reader: str, validate: bool, keys: LabelKeys) -> Iterator[Frame]:
     use_c = reader == "c" or (reader == "auto" and _cx is not None and not path.endswith(".gz"))
     index = 0
     if use_c:
         state = {"complete": True}
-        for frame in _iter_c(path, state):
+        for frame in _iter_c(path, state, keys):
             yield validate_frame(frame, path) if validate else frame
             index += 1
         if state["complete"]:
             if index == 0:
                 raise IngestError("no frames found", path=path)
             return
-    for frame in _iter_ase(path, start=index):
+    for frame in _iter_ase(path, start=index, keys=keys):
         yield validate_frame(frame, path) if validate else frame
         index += 1
     if index == 0:
         raise IngestError("no frames found", path=path)
 
 
-def _iter_c(path: str, state: dict[str, bool]) -> Iterator[Frame]:
+def _iter_c(path: str, state: dict[str, bool], keys: LabelKeys) -> Iterator[Frame]:
     """Frames through the C parser; where it cannot go on, sets ``state["complete"]`` false."""
     size = Path(path).stat().st_size
     fp = _cx.cfopen(path, "r")
@@ -141,7 +143,7 @@ def _iter_c(path: str, state: dict[str, bool]) -> Iterator[Frame]:
                 state["complete"] = False
                 return
             info.pop("Properties", None)
-            yield frame_from_dicts(natoms, info, arrays, index)
+            yield frame_from_dicts(natoms, info, arrays, index, keys)
             index += 1
     finally:
         _cx.cfclose(fp)
@@ -155,7 +157,7 @@ def _has_text_after(path: str, pos: int, size: int) -> bool:
         return bool(fh.read().strip())
 
 
-def _iter_ase(path: str, *, start: int = 0) -> Iterator[Frame]:
+def _iter_ase(path: str, *, start: int = 0, keys: LabelKeys = DEFAULT_KEYS) -> Iterator[Frame]:
     """Frames through ASE, one frame's lines at a time, so that errors name the frame and line.
 
     (``ase.io.iread`` indexes the whole file first and reports header errors as frame 0.)
@@ -189,7 +191,7 @@ def _iter_ase(path: str, *, start: int = 0) -> Iterator[Frame]:
                         atoms = ase.io.read(io.StringIO("".join(lines)), format="extxyz")
                     except Exception as exc:  # ASE raises many types for malformed input
                         raise IngestError(_describe(exc), path=path, where=where) from exc
-                    yield frame_from_atoms(atoms, index)
+                    yield frame_from_atoms(atoms, index, keys=keys)
                 index += 1
     except UnicodeDecodeError as exc:
         raise IngestError(f"not UTF-8 text ({exc.reason})", path=path,

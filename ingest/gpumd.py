@@ -5,6 +5,15 @@ eV/atom; ``force_*.out`` one row per atom, ``pred(3) ref(3)`` in eV/Å; ``virial
 structure, 6 pred + 6 ref in eV/atom ordered xx yy zz xy yz zx, positive under compression;
 ``stress_*.out`` the same in GPa. A reference of -1e6 means "no label". Rows follow the frames of
 the matching ``train.xyz``/``test.xyz``.
+
+Legacy layout (older GPUMD): ``virial_*.out`` has 2 columns (pred, ref) and 6 N_c rows,
+component-major: the N_c xx values first, then yy, zz, xy, yz, zx; structures without a target
+virial have reference 0. It is recognised by its column count and rearranged to the current
+layout. References are always taken from the xyz file, never from the ``.out`` columns.
+
+A ``prediction 1`` folder may have no xyz of its own: ``xyz=`` names the structure file the
+outputs follow (e.g. the training folder's train.xyz). ``loss.out`` is read as the model's
+training record (generation, losses, RMSEs of energy/force/virial for train and test).
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from ingest.extxyz import parse_extxyz
 from warehouse.records import Frame, Labels, PredictionFrame
@@ -52,28 +62,72 @@ def _load_table(path: Path, ncols: tuple[int, ...]) -> np.ndarray:
     return data
 
 
-def find_splits(folder: str | Path) -> list[str]:
+def find_splits(folder: str | Path, xyz: str | Path | None = None) -> list[str]:
+    """The splits (train/test) with outputs in ``folder`` and a structure file for each."""
     folder = Path(folder)
     if not folder.is_dir():
         raise IngestError("not a folder", path=str(folder))
-    found = [s for s in SPLITS if (folder / f"{s}.xyz").is_file() and (folder / f"energy_{s}.out").is_file()]
+    with_outputs = [s for s in SPLITS if (folder / f"energy_{s}.out").is_file()]
+    if xyz is not None:
+        if not Path(xyz).is_file():
+            raise IngestError("no such file (given with --xyz)", path=str(xyz))
+        if len(with_outputs) != 1:
+            raise IngestError(
+                f"--xyz names one structure file but the folder has outputs for {with_outputs or 'no split'};"
+                " expected exactly one energy_*.out", path=str(folder))
+        return with_outputs
+    found = [s for s in with_outputs if (folder / f"{s}.xyz").is_file()]
     if not found:
+        hint = (" (the outputs are here but not the structures: pass --xyz with the train.xyz they"
+                " were computed on)") if with_outputs else ""
         raise IngestError(
             "no GPUMD outputs found: expected train.xyz with energy_train.out (and/or test.xyz with"
-            " energy_test.out)",
+            " energy_test.out)" + hint,
             path=str(folder),
         )
     return found
 
 
-def read_outputs(folder: str | Path, split: str) -> GpumdOutputs:
+def _legacy_virial(data: np.ndarray, path: Path) -> np.ndarray:
+    """(6 N_c, 2) component-major pred/ref -> (N_c, 12) in the current layout."""
+    if len(data) % 6:
+        raise IngestError(f"legacy layout (2 columns) needs 6 rows per structure; has {len(data)} rows",
+                          path=str(path))
+    n = len(data) // 6
+    pred = data[:, 0].reshape(6, n).T
+    ref = data[:, 1].reshape(6, n).T
+    return np.hstack([pred, ref])
+
+
+def read_outputs(folder: str | Path, split: str, xyz: str | Path | None = None) -> GpumdOutputs:
     folder = Path(folder)
     energy = _load_table(folder / f"energy_{split}.out", (2,))
     force = _load_table(folder / f"force_{split}.out", (6,))
     virial = None
-    if (folder / f"virial_{split}.out").is_file():
-        virial = _load_table(folder / f"virial_{split}.out", (12,))
-    return GpumdOutputs(folder / f"{split}.xyz", energy, force, virial)
+    vpath = folder / f"virial_{split}.out"
+    if vpath.is_file():
+        virial = _load_table(vpath, (12, 2))
+        if virial.shape[1] == 2:
+            virial = _legacy_virial(virial, vpath)
+    return GpumdOutputs(Path(xyz) if xyz else folder / f"{split}.xyz", energy, force, virial)
+
+
+LOSS_COLUMNS = ("generation", "loss_total", "loss_l1", "loss_l2", "rmse_energy_train",
+                "rmse_force_train", "rmse_virial_train", "rmse_energy_test", "rmse_force_test",
+                "rmse_virial_test")
+
+
+def read_loss(path: str | Path) -> tuple[pa.Table, dict[str, float]]:
+    """GPUMD ``loss.out`` (potential training: 10 columns) as a table and a summary of its last row.
+
+    RMSEs are in GPUMD's units: energy eV/atom, force eV/Å, virial eV/atom.
+    """
+    data = _load_table(Path(path), (10,))
+    table = pa.table({name: data[:, k] for k, name in enumerate(LOSS_COLUMNS)})
+    last = dict(zip(LOSS_COLUMNS, data[-1].tolist(), strict=True))
+    summary = {"generations": int(last.pop("generation")), "rows": len(data),
+               "units": "energy eV/atom, force eV/A, virial eV/atom", **last}
+    return table, summary
 
 
 def _check_rows(out: GpumdOutputs, frames: list[Frame], folder: Path, split: str) -> None:
@@ -106,10 +160,12 @@ def _check_rows(out: GpumdOutputs, frames: list[Frame], folder: Path, split: str
             )
 
 
-def parse_gpumd_split(folder: str | Path, split: str) -> tuple[list[Frame], list[PredictionFrame]]:
+def parse_gpumd_split(
+    folder: str | Path, split: str, xyz: str | Path | None = None
+) -> tuple[list[Frame], list[PredictionFrame]]:
     """The structures (with DFT labels from the xyz) and the model's predictions of one split."""
     folder = Path(folder)
-    out = read_outputs(folder, split)
+    out = read_outputs(folder, split, xyz)
     frames = list(parse_extxyz(out.xyz))
     _check_rows(out, frames, folder, split)
     return frames, list(_predictions(frames, out))

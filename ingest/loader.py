@@ -43,6 +43,9 @@ from warehouse.provenance import new_run, now
 BATCH_ATOMS = 250_000
 # Keep IN (...) lists well under SQLite's 32,766 bound-parameter limit.
 IN_CHUNK = 900
+# Two files describe the same structure when every atom is within this distance (Å, minimum
+# image) of an atom of the same species: files written with 8 decimals differ by 5e-9 Å.
+MATCH_TOL = 1e-5
 UNKNOWN_LEVEL = "unspecified"
 STRESS_COLS = ("stress_xx", "stress_yy", "stress_zz", "stress_yz", "stress_xz", "stress_xy")
 SYMBOLS = np.array(chemical_symbols)
@@ -388,7 +391,7 @@ class Loader:
         known = self._lookup_hashes([h for h, _, _ in hashed])
         sids: list[int | None] = []
         perms: list[np.ndarray | None] = []
-        for h, free, order in hashed:
+        for p, (h, free, order) in zip(batch, hashed, strict=True):
             if h in known:
                 sids.append(known[h])
                 perms.append(None)
@@ -398,8 +401,11 @@ class Loader:
                 .where(m.Structure.order_free_hash == free).limit(1)
             ).first()
             if row is None:
-                sids.append(None)
-                perms.append(None)
+                # Written with other precision (a coordinate on the other side of a 1e-6 Å
+                # rounding step): look for the same atoms within MATCH_TOL.
+                sid, perm = self._match_within_tolerance(p.frame)
+                sids.append(sid)
+                perms.append(perm)
                 continue
             stored = self._stored_frame(row.id, row.lake_file_id)
             _, _, stored_order = structure_hashes(*stored)
@@ -409,6 +415,29 @@ class Loader:
             sids.append(row.id)
             perms.append(perm)
         return sids, perms
+
+    def _match_within_tolerance(self, frame: Frame) -> tuple[int | None, np.ndarray | None]:
+        """The stored structure with the same species, cell (and pbc) and positions within
+        ``MATCH_TOL`` Å (minimum image), in any atom order; (None, None) if there is none.
+
+        Candidates share n_atoms, formula and pbc and have the same cell within the tolerance;
+        their positions are compared by a nearest-neighbour search over periodic images.
+        """
+        syms = SYMBOLS[frame.numbers]
+        formula = Formula.from_list(list(syms)).reduce()[0].format("metal")
+        stmt = select(m.Structure.id, m.Structure.cell, m.Structure.pbc, m.Structure.lake_file_id).where(
+            m.Structure.n_atoms == frame.n_atoms, m.Structure.formula == formula)
+        for sid, cell, pbc, lf_id in self.s.execute(stmt):
+            cell = np.asarray(cell, dtype=np.float64)
+            if "".join("T" if x else "F" for x in frame.pbc) != pbc:
+                continue
+            if np.abs(cell - frame.cell).max() > MATCH_TOL:
+                continue
+            z, pos, _, _ = self._stored_frame(sid, lf_id)
+            perm = _tolerant_permutation(z, pos, frame, cell)
+            if perm is not None:
+                return sid, perm
+        return None, None
 
     def _stored_frame(self, sid: int, lake_file_id: int) -> tuple[np.ndarray, ...]:
         path = self.s.get(m.LakeFile, lake_file_id).path
@@ -570,6 +599,36 @@ class Loader:
             ingest_run_id=self.run.id,
         ))
         self.summary.add("training records")
+
+
+def _tolerant_permutation(
+    z_stored: np.ndarray, pos_stored: np.ndarray, frame: Frame, cell: np.ndarray
+) -> np.ndarray | None:
+    """perm such that frame atom perm[i] is stored atom i (all within MATCH_TOL), or None."""
+    from scipy.spatial import cKDTree
+
+    if not np.array_equal(np.sort(z_stored), np.sort(frame.numbers)):
+        return None
+    pbc = frame.pbc
+    if pbc.any():
+        inv = np.linalg.inv(cell)
+        fs, ff = pos_stored @ inv, frame.positions @ inv
+        fs[:, pbc] %= 1.0
+        ff[:, pbc] %= 1.0
+        # compare in Cartesian space with periodic images of the frame's atoms around the cell
+        shifts = np.array(np.meshgrid(*[[-1, 0, 1] if p else [0] for p in pbc])).T.reshape(-1, 3)
+        images = (ff[None, :, :] + shifts[:, None, :]).reshape(-1, 3) @ cell
+        tree = cKDTree(images)
+        dist, idx = tree.query(fs @ cell, distance_upper_bound=MATCH_TOL * 10)
+        idx = idx % len(ff)
+    else:
+        tree = cKDTree(frame.positions)
+        dist, idx = tree.query(pos_stored, distance_upper_bound=MATCH_TOL * 10)
+    if not np.all(dist <= MATCH_TOL) or len(np.unique(idx)) != len(idx):
+        return None
+    if not np.array_equal(frame.numbers[idx], z_stored):
+        return None
+    return idx.astype(np.int64)
 
 
 def _asdict(obj: Any) -> dict[str, Any]:

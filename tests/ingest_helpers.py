@@ -42,3 +42,65 @@ def write_fcc_xyz(path: Path, n_frames: int, *, reps: int = 3, seed: int = 0,
             fh.write("\n")
             total += n
     return total
+
+
+STRESS = ("stress_xx", "stress_yy", "stress_zz", "stress_yz", "stress_xz", "stress_xy")
+
+
+def _forces(wh: Warehouse, rows, id_name: str) -> dict[int, np.ndarray]:
+    from warehouse import models as m
+
+    out: dict[int, np.ndarray] = {}
+    with wh.session() as s:
+        paths = {lf.id: lf.path for lf in s.query(m.LakeFile)}
+    by_file: dict[int, list[int]] = {}
+    for r in rows:
+        if r.lake_file_id is not None:
+            by_file.setdefault(r.lake_file_id, []).append(r.id)
+    for lf_id, ids in by_file.items():
+        t = wh.lake.read(paths[lf_id], filters=[(id_name, "in", ids)]).to_pandas()
+        for oid, part in t.sort_values([id_name, "atom_index"]).groupby(id_name):
+            out[int(oid)] = part[["fx", "fy", "fz"]].to_numpy()
+    return out
+
+
+def stored_references(wh: Warehouse, dataset: str) -> list[dict]:
+    """The dataset's members in file order with their reference labels, read back."""
+    from sqlalchemy import select
+
+    from warehouse import models as m
+
+    with wh.session() as s:
+        rows = s.execute(
+            select(m.DatasetMember, m.Reference, m.LevelOfTheory.name)
+            .join(m.Dataset, m.Dataset.id == m.DatasetMember.dataset_id)
+            .join(m.Reference, (m.Reference.structure_id == m.DatasetMember.structure_id)
+                  & (m.Reference.level_of_theory_id == m.Dataset.level_of_theory_id), isouter=True)
+            .join(m.LevelOfTheory, m.LevelOfTheory.id == m.Dataset.level_of_theory_id)
+            .where(m.Dataset.name == dataset).order_by(m.DatasetMember.source_index)
+        ).all()
+    forces = _forces(wh, [r for _, r, _ in rows if r is not None], "reference_id")
+    out = []
+    for mem, ref, level in rows:
+        stress = None if ref is None or ref.stress_xx is None else np.array([getattr(ref, c) for c in STRESS])
+        out.append({"structure_id": mem.structure_id, "energy": None if ref is None else ref.energy,
+                    "free_energy": None if ref is None else ref.free_energy, "stress": stress,
+                    "forces": forces.get(ref.id) if ref is not None else None,
+                    "config_type": mem.config_type, "weight": mem.weight, "subset": mem.subset,
+                    "split": mem.split, "level": level})
+    return out
+
+
+def stored_predictions(wh: Warehouse, model: str) -> dict[int, dict]:
+    """structure id -> the model's stored prediction (energy, stress, forces)."""
+    from sqlalchemy import select
+
+    from warehouse import models as m
+
+    with wh.session() as s:
+        rows = s.scalars(select(m.Prediction).join(m.Model).where(m.Model.name == model)).all()
+    forces = _forces(wh, rows, "prediction_id")
+    return {p.structure_id: {
+        "energy": p.energy, "status": p.status, "forces": forces.get(p.id),
+        "stress": None if p.stress_xx is None else np.array([getattr(p, c) for c in STRESS]),
+    } for p in rows}
