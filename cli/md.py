@@ -79,10 +79,11 @@ def ingest_md(
 
 def ingest_properties(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="Properties CSV/JSON, or a UNEP-v1 eos/stacking_fault data.json.")],
-    fmt: Annotated[str | None, typer.Option("--format", help="csv, json, unep-eos or unep-stacking-fault (default: from the file).")] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="UNEP-v1 files: name of the NEP model.")] = "unep-v1",
+    path: Annotated[Path, typer.Argument(help="Properties CSV/JSON; a UNEP-v1 data.json, unep_v1_dft_ref folder or prediction .npz.")],
+    fmt: Annotated[str | None, typer.Option("--format", help="csv, json, unep-eos, unep-stacking-fault, unep-reference, unep-predictions (default: from the path).")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="UNEP-v1 data.json: the NEP model (default unep-v1); .npz: the model (default: file name).")] = None,
     reference: Annotated[str, typer.Option("--reference", help="UNEP-v1 files: name of the DFT level of theory.")] = "VASP-PBE (UNEP-v1 reference)",
+    ref_dir: Annotated[Path | None, typer.Option("--ref-dir", help=".npz predictions: the unep_v1_dft_ref folder they were computed on.")] = None,
 ) -> None:
     """Store physical properties from a model or a level of theory.
 
@@ -91,7 +92,8 @@ def ingest_properties(
     from ingest.properties import ingest_properties as run_ingest
 
     with open_from(ctx) as wh:
-        summary = run_ingest(wh, path, fmt=fmt, model=model, reference=reference, argv=argv())
+        summary = run_ingest(wh, path, fmt=fmt, model=model, reference=reference, ref_dir=ref_dir,
+                             argv=argv())
     typer.echo(summary.line())
 
 

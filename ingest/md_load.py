@@ -29,6 +29,7 @@ import pyarrow as pa
 from sqlalchemy import select
 
 from ingest import md as parsers
+from ingest.md_lammps import parse_lammps_log
 from ingest.loader import IngestSummary, Loader, ingest_run
 from ingest.md import MDData, ReportedObservable
 from warehouse import models as m
@@ -76,7 +77,7 @@ def parse_md_path(
     if fmt == "gpumd-thermo":
         data = [parsers.parse_gpumd_thermo(p, run_in=run_in, timestep_fs=timestep_fs, every=every)]
     elif fmt == "lammps-log":
-        data = parsers.parse_lammps_log(p, timestep_fs=timestep_fs)
+        data = parse_lammps_log(p, timestep_fs=timestep_fs)
     elif fmt == "table":
         data = [parsers.parse_table(p, name=series, timestep_fs=timestep_fs)]
     elif fmt == "observables":

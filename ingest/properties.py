@@ -14,16 +14,8 @@ Documented table (CSV, or JSON: a list of objects, or ``{"properties": [...]}``)
 ``structure``   optional: the hash of a stored structure the value belongs to
 ==============  ===========================================================================
 
-Readers for the UNEP-v1 reference files (GPUMD-Wizard, ``unep_v1_dft_ref``), DFT and NEP side by
-side, per element:
-
-- ``eos/data.json``: ``{El: {volume: [...], DFT: [...], NEP: [...]}}``; volume in Å^3/atom, energies
-  in eV/atom relative to each method's own equilibrium energy (the offsets are in the author's
-  notebook). Stored as property ``eos_energy``, key = the volume (``%.6f``), unit eV/atom.
-- ``stacking_fault/data.json``: ``{El: {path: {DFT: [...], NEP: [...]}}}``; 11 points along each
-  of two slip paths. Checked against ``ref.xyz``: value = (E - E_0) / (2 A) with A the fault-plane
-  area (the periodic slab holds two faults), in J/m^2. Stored as property
-  ``stacking_fault_energy``, key ``path<p>/<point>``.
+Readers for the UNEP-v1 reference files (``eos/data.json``, ``stacking_fault/data.json``, the
+``ref.xyz`` labels, and a model's prediction fixture) live in :mod:`ingest.unep_properties`.
 """
 
 from __future__ import annotations
@@ -42,7 +34,7 @@ from ingest.loader import IngestSummary, Loader, ingest_run
 from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.errors import IngestError
-from warehouse.hashing import sha256_file
+from warehouse.hashing import sha256_bytes, sha256_file
 
 SOURCE_TYPES = ("model", "level_of_theory")
 UNEP_LEVEL = "VASP-PBE (UNEP-v1 reference)"
@@ -119,46 +111,17 @@ def _numbers(values: Any, path: str, where: str) -> list[float]:
     return [float(v) for v in values]
 
 
-def parse_unep_eos(path: str | Path, *, reference: str = UNEP_LEVEL,
-                   model: str = UNEP_MODEL) -> Iterator[PropertyRecord]:
-    """UNEP-v1 ``eos/data.json``: E(V) per element, DFT (a level of theory) and NEP (a model)."""
-    path = str(path)
-    for el, block in _load_json(path).items():
-        vols = _numbers(block.get("volume"), path, f"{el}.volume")
-        for src, name, st in (("DFT", reference, "level_of_theory"), ("NEP", model, "model")):
-            vals = _numbers(block.get(src), path, f"{el}.{src}")
-            if len(vals) != len(vols):
-                raise IngestError(f"{len(vals)} energies for {len(vols)} volumes", path=path,
-                                  where=f"{el}.{src}")
-            for i, (v, e) in enumerate(zip(vols, vals, strict=True)):
-                yield PropertyRecord(el, "eos_energy", f"{v:.6f}", e, "eV/atom", name, st, None,
-                                     {"volume_A3_per_atom": v, "point": i,
-                                      "zero": "the source's own equilibrium energy"})
-
-
-def parse_unep_stacking_fault(path: str | Path, *, reference: str = UNEP_LEVEL,
-                              model: str = UNEP_MODEL) -> Iterator[PropertyRecord]:
-    """UNEP-v1 ``stacking_fault/data.json``: generalized stacking-fault energies (J/m^2)."""
-    path = str(path)
-    for el, paths in _load_json(path).items():
-        for p, block in paths.items():
-            for src, name, st in (("DFT", reference, "level_of_theory"), ("NEP", model, "model")):
-                vals = _numbers(block.get(src), path, f"{el}.{p}.{src}")
-                n = len(vals)
-                for i, e in enumerate(vals):
-                    yield PropertyRecord(el, "stacking_fault_energy", f"path{p}/{i:02d}", e,
-                                         "J/m^2", name, st, None,
-                                         {"path": int(p), "point": i,
-                                          "fraction": i / (n - 1) if n > 1 else 0.0})
-
-
 def detect_properties_format(path: str | Path) -> str:
     p = Path(path)
+    if p.is_dir() and (p / "eos" / "ref.xyz").is_file():
+        return "unep-reference"
     if p.suffix.lower() == ".csv":
         return "csv"
+    if p.suffix.lower() == ".npz":
+        return "unep-predictions"
     if p.suffix.lower() != ".json":
         raise IngestError("cannot tell the format: pass --format (csv, json, unep-eos,"
-                          " unep-stacking-fault)", path=str(path))
+                          " unep-stacking-fault, unep-reference, unep-predictions)", path=str(path))
     data = _load_json(str(p))
     if isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
         first = next(iter(data.values()))
@@ -169,8 +132,31 @@ def detect_properties_format(path: str | Path) -> str:
     return "json"
 
 
-READERS = {"csv": parse_properties_csv, "json": parse_properties_json,
-           "unep-eos": parse_unep_eos, "unep-stacking-fault": parse_unep_stacking_fault}
+def _readers() -> dict:
+    from ingest import unep_properties as unep
+
+    return {"csv": parse_properties_csv, "json": parse_properties_json,
+            "unep-eos": unep.parse_unep_eos, "unep-stacking-fault": unep.parse_unep_stacking_fault,
+            "unep-reference": unep.parse_unep_reference, "unep-predictions": unep.parse_unep_predictions}
+
+
+def _reader_options(fmt: str, path: str, model: str | None, reference: str,
+                    ref_dir: str | Path | None) -> dict[str, Any]:
+    if fmt in ("unep-eos", "unep-stacking-fault"):
+        return {"model": model or UNEP_MODEL, "reference": reference}
+    if fmt == "unep-reference":
+        return {"reference": reference}
+    if fmt == "unep-predictions":
+        return {"model": model or Path(path).stem, "ref_dir": ref_dir}
+    return {}
+
+
+def _source_sha(path: str) -> str:
+    p = Path(path)
+    if p.is_file():
+        return sha256_file(p)
+    digests = "".join(sha256_file(f) for f in sorted(p.glob("*/ref.xyz")))
+    return sha256_bytes(digests.encode())
 
 
 def _source_ids(ld: Loader, rec: PropertyRecord, path: str) -> tuple[int | None, int | None]:
@@ -194,22 +180,23 @@ def ingest_properties(
     path: str | Path,
     *,
     fmt: str | None = None,
-    model: str = UNEP_MODEL,
+    model: str | None = None,
     reference: str = UNEP_LEVEL,
+    ref_dir: str | Path | None = None,
     argv: list[str] | None = None,
 ) -> IngestSummary:
     """Store the properties of ``path``; values already stored for the same source are skipped."""
     path = str(path)
-    if not Path(path).is_file():
+    if not Path(path).exists():
         raise IngestError("no such file", path=path)
     fmt = fmt or detect_properties_format(path)
-    if fmt not in READERS:
-        raise IngestError(f"unknown format {fmt!r}; known: {', '.join(READERS)}", path=path)
-    kwargs = {"model": model, "reference": reference} if fmt.startswith("unep-") else {}
-    records = list(READERS[fmt](path, **kwargs))
+    readers = _readers()
+    if fmt not in readers:
+        raise IngestError(f"unknown format {fmt!r}; known: {', '.join(readers)}", path=path)
+    records = list(readers[fmt](path, **_reader_options(fmt, path, model, reference, ref_dir)))
     if not records:
         raise IngestError("no properties", path=path)
-    with ingest_run(wh, kind="properties", source=path, source_sha256=sha256_file(path),
+    with ingest_run(wh, kind="properties", source=path, source_sha256=_source_sha(path),
                     argv=argv) as ld:
         seen = {(p.material, p.property, p.key, p.model_id, p.level_of_theory_id)
                 for p in ld.s.scalars(select(m.Property))}

@@ -7,10 +7,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import func, select
 
-from ingest.md import parse_gpumd_thermo, parse_lammps_log, parse_table
+from ingest.md import parse_gpumd_thermo, parse_table
+from ingest.md_lammps import parse_lammps_log
 from ingest.md_load import RunOptions, ingest_md
 from queries.md import drift_table, load_series, observable_stats, recompute_drift, series_overlay
 from warehouse import Warehouse
@@ -306,3 +309,30 @@ def test_table_parser_rules(tmp_path: Path) -> None:
     path.write_text("time [fs],length [nm]\n0,1\n10,x\n")
     with pytest.raises(IngestError, match="line 3"):
         parse_table(path)
+
+
+def test_dislocation_length_overlay_across_members(wh, cli, tmp_path: Path) -> None:
+    """A series per member (total dislocation length vs time), overlaid across the ensemble."""
+    members = ["shock-a", "shock-b", "shock-c"]
+    t = np.linspace(0, 50, 26)
+    for k, name in enumerate(members):
+        path = tmp_path / f"disl_{name}.parquet"
+        length = np.maximum(0, (t - 10) * (3 + k)) * 1e3
+        schema = pa.schema([pa.field("time", pa.float64(), metadata={"unit": "ps"}),
+                            pa.field("length", pa.float64(), metadata={"unit": "nm"})])
+        pq.write_table(pa.table({"time": t, "length": length}, schema=schema), path)
+        res = cli("ingest", "md", path, "--model", name, "--system", "Cu-shock",
+                  "--series", "dislocation_length", "--ensemble", "shock")
+        assert res.exit_code == 0, res.output
+    add_ensemble(wh, "shock3", members)
+    res = cli("md", "series", "dislocation_length", "length", "--ensemble", "shock3", "-f", "json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert len(rows) == 3 * len(t) and {r["unit"] for r in rows} == {"nm"}
+    last = {r["model"]: r["value"] for r in rows if r["x"] == 50}
+    assert last == {"shock-a": 120e3, "shock-b": 160e3, "shock-c": 200e3}
+    out = tmp_path / "disl.svg"
+    res = cli("plot", "md", "series", "dislocation_length", "length", "--ensemble", "shock3",
+              "--out", out)
+    assert res.exit_code == 0, res.output
+    assert out.read_text().startswith("<?xml")

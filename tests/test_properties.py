@@ -116,3 +116,52 @@ def test_bad_property_rows_store_nothing(wh, tmp_path: Path) -> None:
     with pytest.raises(IngestError, match=r"bad\.csv, line 3"):
         ingest_properties(wh, path)
     assert _n_properties(wh) == 0
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "unep_v1"
+
+
+def test_fixture_and_reference_gsfe_reproduce_data_json(shared_data) -> None:
+    """GSFE recomputed from ref.xyz (DFT) and from unep-v1's predictions (CPUNEP) match data.json."""
+    from ingest.unep_properties import parse_unep_predictions, parse_unep_reference
+
+    data = json.loads((shared_data / REF / "stacking_fault" / "data.json").read_text())
+
+    def table(records) -> dict[tuple[str, str], float]:
+        return {(r.material, r.key): r.value for r in records if r.property == "stacking_fault_energy"}
+
+    dft = table(parse_unep_reference(shared_data / REF))
+    nep = table(parse_unep_predictions(FIXTURES / "unep-v1.npz", ref_dir=shared_data / REF,
+                                       model="unep-v1"))
+    assert len(dft) == len(nep) == 352
+    for el, paths in data.items():
+        for p, block in paths.items():
+            keys = [(el, f"path{p}/{i:02d}") for i in range(11)]
+            np.testing.assert_allclose([dft[k] for k in keys], block["DFT"], atol=2e-6)
+            np.testing.assert_allclose([nep[k] for k in keys], block["NEP"], atol=2e-6)
+
+
+def test_nine_models_property_parity(wh, cli, shared_data) -> None:
+    res = cli("ingest", "properties", shared_data / REF)
+    assert res.exit_code == 0, res.output
+    models = sorted(p.stem for p in FIXTURES.glob("*.npz"))
+    assert len(models) == 9
+    for path in sorted(FIXTURES.glob("*.npz")):
+        res = cli("ingest", "properties", path, "--ref-dir", shared_data / REF)
+        assert res.exit_code == 0, res.output
+    rep = parity(wh)
+    s = rep.summary.set_index(["property", "model"])
+    for prop, n in (("stacking_fault_energy", 352), ("bulk_modulus", 16), ("equilibrium_volume", 16)):
+        assert sorted(rep.summary[rep.summary["property"] == prop]["model"]) == models
+        for model in models:
+            pairs = rep.table[(rep.table["property"] == prop) & (rep.table["model"] == model)]
+            assert len(pairs) == n
+            err = (pairs["model_value"] - pairs["reference_value"]).to_numpy()
+            assert s.loc[(prop, model), "mae"] == pytest.approx(np.abs(err).mean(), rel=1e-12)
+            assert s.loc[(prop, model), "rmse"] == pytest.approx(np.sqrt((err ** 2).mean()), rel=1e-12)
+    b = rep.table[(rep.table["property"] == "bulk_modulus") & (rep.table["material"] == "Cu")]
+    b = b.set_index("model")
+    assert b.loc["unep-v1", "reference_value"] == pytest.approx(137, abs=5)  # PBE Cu, ~140 GPa
+    assert abs(b.loc["unep-v1", "error"]) < 2
+    nep_mae = s.xs("bulk_modulus").drop(index="eam-zhou")["mae"]
+    assert nep_mae.max() < s.loc[("bulk_modulus", "eam-zhou"), "mae"]
