@@ -226,11 +226,10 @@ def parse_gpumd_thermo(
     if run_in is None and (Path(path).parent / "run.in").is_file():
         run_in = Path(path).parent / "run.in"
     if run_in is not None:
-        stages = [s for s in parse_gpumd_run_in(run_in) if s.every]
-        if timestep_fs is not None or every is not None:
-            for s in stages:
-                s.timestep_fs = timestep_fs or s.timestep_fs
-                s.every = every or s.every
+        stages = parse_gpumd_run_in(run_in)  # a stage without dump_thermo still takes time
+        for s in stages:
+            s.timestep_fs = timestep_fs or s.timestep_fs
+            s.every = (every or s.every) if s.every else None
     elif timestep_fs is not None and every is not None:
         stages = [Stage(1, None, None, None, timestep_fs, every)]
     else:
@@ -253,11 +252,14 @@ def _gpumd_times(stages: list[Stage], n_rows: int, path: str) -> tuple[np.ndarra
     times, steps, idx = [], [], []
     t0, s0, row = 0.0, 0, 0
     for st in stages:
-        n_expected = (st.n_steps // st.every) if st.n_steps else n_rows - row
+        if st.every:
+            n_expected = (st.n_steps // st.every) if st.n_steps else n_rows - row
+        else:
+            n_expected = 0
         n = min(n_expected, n_rows - row)
         k = np.arange(1, n + 1)
-        steps.append(s0 + k * st.every)
-        times.append(t0 + k * st.every * st.timestep_fs * 1e-3)
+        steps.append(s0 + k * (st.every or 0))
+        times.append(t0 + k * (st.every or 0) * st.timestep_fs * 1e-3)
         idx.append(np.full(n, st.index))
         st.first_row, st.n_rows = row, n
         row += n

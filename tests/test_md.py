@@ -89,6 +89,14 @@ def test_triclinic_layout_and_nve_stage(tmp_path: Path) -> None:
     np.testing.assert_array_equal(d.columns["stage"], [1, 1, 2, 2, 2])
     assert [s.kind for s in d.stages] == ["NVT", "NVE"]
     assert d.meta["ensemble"] == "NVT+NVE" and d.meta["temperature_k"] == 300
+    # an equilibration stage that writes no thermo still moves the clock
+    (tmp_path / "run.in").write_text(
+        "time_step 2\nensemble nvt_bdp 300 300 100\nrun 100\n"
+        "ensemble nve\ndump_thermo 5\nrun 25\n")
+    d = parse_gpumd_thermo(tmp_path / "thermo.out")
+    np.testing.assert_allclose(d.columns["time"], 0.2 + np.arange(1, 6) * 0.01)
+    np.testing.assert_array_equal(d.columns["step"], 100 + np.arange(1, 6) * 5)
+    assert [s.n_rows for s in d.stages] == [0, 5]
 
 
 LAMMPS_LOG = """LAMMPS (2 Aug 2023)
@@ -336,3 +344,18 @@ def test_dislocation_length_overlay_across_members(wh, cli, tmp_path: Path) -> N
               "--out", out)
     assert res.exit_code == 0, res.output
     assert out.read_text().startswith("<?xml")
+
+
+def test_failed_run_and_reported_observables_via_cli(wh, cli, tmp_path: Path) -> None:
+    path = nve_series(tmp_path / "hot.csv", 2.0, 40)
+    res = cli("ingest", "md", path, "--model", "emt", "--system", "Cu", "--label", "3000K",
+              "--ensemble", "NVE", "--temperature", "3000", "--n-atoms", "108", "--status",
+              "failed", "--observable", "melting_point=1357.8:K")
+    assert res.exit_code == 0, res.output
+    (row,) = json.loads(cli("md", "drift", "-f", "json").stdout)
+    assert row["status"] == "failed" and row["temperature_k"] == 3000
+    obs = observables(wh)
+    assert obs["melting_point"].value == 1357.8 and obs["melting_point"].method == "reported"
+    res = cli("ingest", "md", path, "--model", "emt", "--system", "Cu", "--label", "3000K",
+              "--observable", "oops")
+    assert res.exit_code == 1 and "NAME=VALUE" in res.output
