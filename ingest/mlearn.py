@@ -1,9 +1,13 @@
 """mlearn-style JSON (materialsvirtuallab/mlearn): a list of records, each with a pymatgen
 ``Structure`` dict and ``outputs`` {energy, forces, virial_stress}. Read without pymatgen.
 
-Conventions: energy in eV (total), forces in eV/Å, ``virial_stress`` as VASP writes it: kbar,
-positive = compressive, ordered xx yy zz xy yz zx. Converted here to GPa, ASE sign, Voigt order
-(sigma = -0.1 x value, reordered).
+Conventions: energy in eV (total), forces in eV/Å, ``virial_stress`` in kbar, positive =
+compressive (VASP's sign), ordered **xx yy zz xy xz yz** (LAMMPS's pressure-tensor order, not
+VASP's xx yy zz xy yz zx). Converted here to GPa, ASE sign, Voigt order: sigma = -0.1 x value,
+reordered. The order is not documented upstream; ``tests/test_ingest_units.py`` establishes it
+against two physical models (ASE's EMT on the Cu/Ni sets, UNEP-v1 through calorine on Ni/Mo):
+each shear component correlates at r > 0.97 with exactly one column, and only this order makes
+all three match (VASP's order swaps yz and xz and leaves them uncorrelated, |r| < 0.3).
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from ase.data import atomic_numbers
 from ingest.atoms import validate_frame
 from warehouse.records import Frame, Labels
 from warehouse.errors import IngestError
-from warehouse.units import gpumd_voigt_to_ase_order, vasp_kbar_to_gpa
+from warehouse.units import vasp_kbar_to_gpa
+
+# mlearn's xx yy zz xy xz yz -> the warehouse's xx yy zz yz xz xy
+MLEARN_TO_VOIGT = [0, 1, 2, 5, 4, 3]
 
 
 def _structure(d: dict[str, Any], where: str, path: str) -> tuple[np.ndarray, ...]:
@@ -47,6 +54,14 @@ def _structure(d: dict[str, Any], where: str, path: str) -> tuple[np.ndarray, ..
     return numbers, positions, cell, pbc
 
 
+def mlearn_stress_to_gpa(virial_stress: Any) -> np.ndarray:
+    """mlearn ``virial_stress`` (kbar, compressive positive, xx yy zz xy xz yz) -> GPa, ASE, Voigt."""
+    values = np.asarray(virial_stress, dtype=np.float64)
+    if values.shape != (6,):
+        raise ValueError(f"virial_stress has shape {values.shape}, expected 6 values")
+    return vasp_kbar_to_gpa(values)[MLEARN_TO_VOIGT]
+
+
 def parse_mlearn_json(path: str | Path) -> Iterator[Frame]:
     """Yield validated frames; ``config_type`` is the record's ``group`` (e.g. AIMD-NVT)."""
     path = str(path)
@@ -66,13 +81,14 @@ def parse_mlearn_json(path: str | Path) -> Iterator[Frame]:
         numbers, positions, cell, pbc = _structure(rec["structure"], where, path)
         out = rec.get("outputs") or {}
         stress = out.get("virial_stress")
-        labels = Labels(
-            energy=None if out.get("energy") is None else float(out["energy"]),
-            forces=None if out.get("forces") is None else np.asarray(out["forces"], dtype=np.float64),
-            stress=None if stress is None else gpumd_voigt_to_ase_order(
-                vasp_kbar_to_gpa(np.asarray(stress, dtype=np.float64))
-            ),
-        )
+        try:
+            labels = Labels(
+                energy=None if out.get("energy") is None else float(out["energy"]),
+                forces=None if out.get("forces") is None else np.asarray(out["forces"], dtype=np.float64),
+                stress=None if stress is None else mlearn_stress_to_gpa(stress),
+            )
+        except (TypeError, ValueError) as exc:
+            raise IngestError(f"unreadable outputs ({exc})", path=path, where=where) from exc
         frame = Frame(numbers=numbers, positions=positions, cell=cell, pbc=pbc, index=i,
                       labels=labels, config_type=rec.get("group"),
                       info={k: rec[k] for k in ("tag", "description") if k in rec})

@@ -339,8 +339,8 @@ def test_mlearn_json(rel, cli, wh, shared_data) -> None:
         out = rec["outputs"]
         assert r["energy"] == out["energy"] and r["config_type"] == rec["group"]
         np.testing.assert_array_equal(r["forces"], np.array(out["forces"]))
-        xx, yy, zz, xy, yz, zx = out["virial_stress"]  # kbar, compressive positive
-        np.testing.assert_allclose(r["stress"], -0.1 * np.array([xx, yy, zz, yz, zx, xy]), rtol=1e-14)
+        xx, yy, zz, xy, xz, yz = out["virial_stress"]  # kbar, compressive positive (see units test)
+        np.testing.assert_allclose(r["stress"], -0.1 * np.array([xx, yy, zz, yz, xz, xy]), rtol=1e-14)
 
 
 # -- GPUMD outputs: both layouts, --xyz, loss.out ---------------------------------------------
