@@ -41,6 +41,7 @@ class Selection:
     by: tuple[str, ...] = ()
     pool: bool = False
     notes: tuple[str, ...] = field(default=())
+    ids: bool = False  # group by model and dataset ids instead of names (queries.rollup)
 
     @property
     def pool_label(self) -> str:
@@ -90,7 +91,8 @@ def resolve_selection(
 def members(sel: Selection):
     """Subquery: (dataset, structure_id, level_id[, subset]) of the selected datasets."""
     d, dm = m.Dataset, m.DatasetMember
-    ds = literal(sel.pool_label, String).label("dataset") if sel.pool else d.name.label("dataset")
+    ds = literal(sel.pool_label, String).label("dataset") if sel.pool else (
+        d.id if sel.ids else d.name).label("dataset")
     cols = [ds, dm.structure_id.label("structure_id"), d.level_of_theory_id.label("level_id")]
     if "subset" in sel.by:
         cols.append(dm.subset.label("subset"))
@@ -134,7 +136,7 @@ def _prediction_rows(sel: Selection) -> tuple[Select, dict[str, ColumnElement]]:
     if sel.models:
         stmt = stmt.where(mo.name.in_(list(sel.models)))
     cols = {
-        "model": mo.name, **keys, "structure_id": mem.c.structure_id, "prediction_id": p.id,
+        "model": mo.id if sel.ids else mo.name, **keys, "structure_id": mem.c.structure_id, "prediction_id": p.id,
         "run_id": p.ingest_run_id, "status": p.status, "e": pe.energy_diff_per_atom,
         "f_abs": forces.force_abs_sum, "f_sq": forces.force_sq_sum, "f_n": forces.force_n,
         "s_abs": pe.stress_abs_sum, "s_sq": pe.stress_sq_sum, "s_n": pe.stress_n,

@@ -109,11 +109,20 @@ def _read(wh: Warehouse, stmt) -> pd.DataFrame:
         return pd.read_sql(stmt, conn)
 
 
-def group_sums(wh: Warehouse, sel: Selection) -> pd.DataFrame:
-    """Counts and error sums per (model, dataset, keys), with expected and missing counts."""
+def group_sums(wh: Warehouse, sel: Selection, *, use_rollup: bool = True) -> pd.DataFrame:
+    """Counts and error sums per (model, dataset, keys), with expected and missing counts.
+
+    From the rollup (``queries.rollup``) when it is, or can be made, current; live otherwise.
+    Both give the same numbers (up to the order of floating-point summation).
+    """
+    from queries.rollup import ensure_fresh, pool_has_shared_structures, rollup_frames
+
     keys = list(sel.by)
-    sums = _read(wh, sums_statement(sel))
-    expected = _read(wh, expected_statement(sel))
+    if use_rollup and not pool_has_shared_structures(wh, sel) and ensure_fresh(wh):
+        sums, expected = rollup_frames(wh, sel)
+    else:
+        sums = _read(wh, sums_statement(sel))
+        expected = _read(wh, expected_statement(sel))
     if sums.empty and not sel.models:  # models asked for by name show as all missing
         raise NoMatch("no predictions match these filters" + sel.describe()
                       + "; `warehouse info` lists what is stored")
@@ -124,7 +133,8 @@ def group_sums(wh: Warehouse, sel: Selection) -> pd.DataFrame:
     else:  # a model appears for the datasets it has predictions on
         pairs = sums[["model", "dataset"]].drop_duplicates()
     rows = pairs.merge(expected, on="dataset").merge(sums, on=["model", "dataset", *keys], how="left")
-    for c in ("n_predicted", "n_failed", "n_energy", "f_n", "s_n", "id_sum", "max_run"):
+    for c in ("n_structures", "n_atoms", "n_predicted", "n_failed", "n_energy", "f_n", "s_n",
+              "id_sum", "max_run"):
         rows[c] = pd.to_numeric(rows[c]).fillna(0).astype("int64")
     rows["n_missing"] = rows["n_structures"] - rows["n_predicted"] - rows["n_failed"]
     return rows.sort_values(["dataset", *keys, "model"], kind="stable").reset_index(drop=True)
@@ -143,6 +153,7 @@ def leaderboard_report(
     ci: float | None = None,
     seed: int = 0,
     n_boot: int = 1000,
+    use_rollup: bool = True,
 ) -> LeaderboardReport:
     """The leaderboard with its notes, fitted energy offsets and row fingerprint."""
     from queries.bootstrap import bootstrap_metrics
@@ -153,7 +164,7 @@ def leaderboard_report(
     _check_options(by=by, metric=metric, energy_offset=energy_offset, ci=ci)
     sel = resolve_selection(wh, datasets=datasets, models=models, exclude=exclude_datasets,
                             by=by, pool=pool)
-    sums = group_sums(wh, sel)
+    sums = group_sums(wh, sel, use_rollup=use_rollup)
     keys = list(sel.by)
     table = finish_metrics(sums, keep=keys)
     table.insert(table.columns.get_loc("n_failed"), "n_predicted", sums["n_predicted"].astype(int))

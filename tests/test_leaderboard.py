@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from leaderboard_helpers import (
@@ -253,3 +254,40 @@ def test_cli_out_file(lcli, tmp_path: Path):
     res = lcli("leaderboard", "-f", "html", "--out", out)
     assert res.exit_code == 0, res.output
     assert out.read_text().startswith('<table class="warehouse">')
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"by": ["subset"]}, {"by": ["element"]}, {"by": ["n_elements"]},
+    {"by": ["subset", "element", "n_elements"]}, {"pool": True}, {"pool": True, "by": ["element"]},
+    {"models": ["unep-v1", GAPPY]}, {"datasets": ["pbte"], "models": [GAPPY]},
+    {"exclude_datasets": ["pbte"], "by": ["subset"]},
+], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "plain")
+def test_rollup_and_live_query_agree(lw, options):
+    """The rollup is a cache: the same table as the live query, fingerprint included."""
+    a = leaderboard_report(lw, **options)
+    b = leaderboard_report(lw, use_rollup=False, **options)
+    pd.testing.assert_frame_equal(a.table, b.table, rtol=1e-12, check_dtype=False)
+    assert a.fingerprint == b.fingerprint
+
+
+def test_rollup_follows_new_ingests(tmp_path, db_url, shared_data):
+    """A leaderboard after an ingest includes it: the stale rollup is rebuilt, not used."""
+    from unep_fixtures import ingest_unep
+
+    with open_warehouse(db_url, str(tmp_path / "lake")) as w:
+        ingest_unep(w, shared_data, models=("unep-v1",), sets=("eos",))
+        first = leaderboard(w)
+        ingest_unep(w, shared_data, models=("eam-zhou",), sets=("eos",))
+        second = leaderboard(w)
+        assert list(first["model"]) == ["unep-v1"] and set(second["model"]) == {"unep-v1", "eam-zhou"}
+        ingest_unep(w, shared_data, models=(), sets=("screw",))  # new members, same models
+        third = leaderboard(w)
+        assert set(third["n_structures"]) == {226} and set(third["n_missing"]) == {50}
+        from sqlalchemy import text
+
+        from queries.rollup import catalog_state, ensure_fresh
+
+        assert ensure_fresh(w)
+        with w.engine.connect() as conn:
+            states = set(conn.scalars(text("SELECT DISTINCT state FROM leaderboard_rollup")))
+            assert states == {catalog_state(conn)}

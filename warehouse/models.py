@@ -436,3 +436,45 @@ class Property(Base):
 
 Index("ix_predictions_model_status", Prediction.model_id, Prediction.status)
 Index("ix_properties_material_property", Property.material, Property.property)
+
+
+class LeaderboardRollup(Base):
+    """Derived, rebuildable: the leaderboard's error sums pre-grouped by model, dataset, subset,
+    number of elements and (for per-element rows) element, so that leaderboards and breakdowns at
+    DESIGN.md scale aggregate a few thousand rows instead of joining millions.
+
+    Rows with ``model_id`` NULL hold what is expected (members with reference labels and their
+    atoms); rows with ``element`` NULL count whole structures, rows with an element count the
+    structures containing it (energy, stress) and that species' atoms (forces). ``state`` is the
+    catalog state the rows were built from (see ``queries.rollup``); a different current state
+    means the rows are stale and are rebuilt, or bypassed, before use. Never edited by hand.
+    """
+
+    __tablename__ = "leaderboard_rollup"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    state: Mapped[str] = mapped_column(String(128))
+    model_id: Mapped[int | None] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), nullable=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    subset: Mapped[str | None] = mapped_column(String(255))
+    n_elements: Mapped[int] = mapped_column(Integer)
+    element: Mapped[str | None] = mapped_column(String(3))
+    n_structures: Mapped[int] = mapped_column(BigInteger)
+    n_atoms: Mapped[int] = mapped_column(BigInteger)
+    n_predicted: Mapped[int] = mapped_column(BigInteger)
+    n_failed: Mapped[int] = mapped_column(BigInteger)
+    n_energy: Mapped[int] = mapped_column(BigInteger)
+    e_abs: Mapped[float | None] = mapped_column(Float)
+    e_sq: Mapped[float | None] = mapped_column(Float)
+    f_abs: Mapped[float | None] = mapped_column(Float)
+    f_sq: Mapped[float | None] = mapped_column(Float)
+    f_n: Mapped[int] = mapped_column(BigInteger)
+    s_abs: Mapped[float | None] = mapped_column(Float)
+    s_sq: Mapped[float | None] = mapped_column(Float)
+    s_n: Mapped[int] = mapped_column(BigInteger)
+    id_sum: Mapped[int] = mapped_column(BigInteger)
+    max_run: Mapped[int | None] = mapped_column(BigInteger)
+
+
+Index("ix_leaderboard_rollup_model_dataset", LeaderboardRollup.model_id, LeaderboardRollup.dataset_id)
