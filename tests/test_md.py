@@ -359,3 +359,34 @@ def test_failed_run_and_reported_observables_via_cli(wh, cli, tmp_path: Path) ->
     res = cli("ingest", "md", path, "--model", "emt", "--system", "Cu", "--label", "3000K",
               "--observable", "oops")
     assert res.exit_code == 1 and "NAME=VALUE" in res.output
+
+
+def test_gpumd_nvt_then_nve_drift_per_stage(wh, tmp_path: Path) -> None:
+    """The reference studies' protocol in GPUMD: NVT, then NVE; the drift comes from the NVE stage."""
+    rng = np.random.default_rng(3)
+    n_nvt, n_nve, n_atoms = 10, 50, 250
+    rows = np.zeros((n_nvt + n_nve, 12))
+    rows[:, 0] = 1000 + rng.normal(0, 10, len(rows))
+    rows[:, 1] = 30 + rng.normal(0, 0.5, len(rows))
+    energy_nve = -1000 + 0.002 * np.arange(n_nve) + rng.normal(0, 0.01, n_nve)  # eV, drifting
+    rows[:n_nvt, 2] = -1030 + rng.normal(0, 0.5, n_nvt)
+    rows[n_nvt:, 2] = energy_nve - rows[n_nvt:, 1]
+    rows[:, 3:6] = rng.normal(0, 0.1, (len(rows), 3))
+    rows[:, 9:12] = 20.0
+    np.savetxt(tmp_path / "thermo.out", rows)
+    (tmp_path / "model.xyz").write_text(f"{n_atoms}\nlattice\n")
+    (tmp_path / "run.in").write_text(
+        "potential nep.txt\nvelocity 1000\ntime_step 1\n"
+        "ensemble nvt_lan 1000 1000 100\ndump_thermo 100\nrun 1000\n"
+        "ensemble nve\ndump_thermo 100\nrun 5000\n")
+    ingest_md(wh, tmp_path, RunOptions(model="nep", system="HEA", label="1000K"))
+    obs = observables(wh)
+    e = energy_nve / n_atoms
+    t = 1.0 + np.arange(1, n_nve + 1) * 0.1  # NVE starts after 1000 steps x 1 fs = 1 ps
+    assert obs["energy_drift_max"].value == pytest.approx(np.abs(e - e[0]).max(), rel=1e-10)
+    assert obs["energy_drift_slope"].value == pytest.approx(np.polyfit(t, e, 1)[0], rel=1e-8)
+    assert obs["energy_drift_max"].extra["stage"] == 2
+    assert obs["temperature_mean@stage1"].value == pytest.approx(rows[:n_nvt, 0].mean())
+    assert "energy_drift_max@stage1" not in obs
+    (row,) = drift_table(wh).table.to_dict("records")
+    assert (row["ensemble"], row["temperature_k"], row["n_atoms"]) == ("NVT+NVE", 1000, n_atoms)
