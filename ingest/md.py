@@ -240,12 +240,13 @@ def parse_gpumd_thermo(
     columns.update({n: data[:, i] for i, n in enumerate(names)})
     meta = run_meta(stages, engine="GPUMD")
     meta.update(_gpumd_side_files(Path(path).parent))
-    return MDData(
-        name="thermo", kind="series", columns=columns,
-        units={n: UNITS.get(n) for n in columns}, stages=stages, meta=meta,
-        notes=[f"layout: {width} columns ({'orthogonal' if width == 12 else 'triclinic'} box)",
-               PRESSURE_NOTE],
-    )
+    notes = [f"layout: {width} columns ({'orthogonal' if width == 12 else 'triclinic'} box)",
+             PRESSURE_NOTE]
+    notes += [f"stage {s.index} has {s.n_rows} of {s.n_steps // s.every} rows: the run stopped"
+              " or is still running" for s in stages
+              if s.every and s.n_steps and s.n_rows < s.n_steps // s.every]
+    return MDData(name="thermo", kind="series", columns=columns,
+                  units={n: UNITS.get(n) for n in columns}, stages=stages, meta=meta, notes=notes)
 
 
 def _gpumd_times(stages: list[Stage], n_rows: int, path: str) -> tuple[np.ndarray, ...]:

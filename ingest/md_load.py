@@ -178,6 +178,7 @@ def _add_series(ld: Loader, run: m.MDRun, d: MDData, source: Path) -> None:
     }
     run.extra = extra
     ld.summary.add("md series")
+    ld.summary.notes += [f"{d.name}: {note}" for note in d.notes]
 
 
 def _add_observable(ld: Loader, run: m.MDRun, name: str, value: float, unit: str | None,
