@@ -123,3 +123,21 @@ def test_cli_errors_are_one_line(two_models, cli) -> None:
     assert res.exit_code == 1 and "metric 'speed'" in res.output
     res = cli("plot", "pareto", "--out", "x.txt", "-d", CU, "--hardware", H100)
     assert res.exit_code == 1 and ".png" in res.output
+
+
+def test_pool_of_two_datasets(wh) -> None:
+    """The error over a pool of datasets is the atom-weighted pool of the per-dataset errors."""
+    from queries.leaderboard import leaderboard
+
+    for name, path in demo_files().items():
+        ingest_structures(wh, path, dataset=name, level_of_theory="mlearn-PBE", fmt="mlearn-json")
+        run_evaluate(wh, model="emt", calculator="emt", dataset=name, md_steps=2, warmup_steps=1,
+                     sizes=[8])
+    names = list(demo_files())
+    df = pareto(wh, metric="force-rmse", datasets=names)
+    per = leaderboard(wh, datasets=names, models=["emt"])
+    assert len(per) == 2 and per["n_failed"].sum() == 0
+    expected = np.sqrt((per["force_rmse"] ** 2 * per["n_atoms"]).sum() / per["n_atoms"].sum())
+    assert df.loc[0, "error"] == pytest.approx(expected, rel=1e-9)
+    assert df.loc[0, "datasets"] == ",".join(names)
+    assert df.loc[0, "n_structures"] == per["n_structures"].sum()
