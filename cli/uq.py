@@ -45,4 +45,6 @@ def uq(
             level=level, by=by, threshold=threshold, top_fraction=top_fraction,
             high_error_fraction=high_error_fraction, n_bins=bins, n_boot=n_boot, seed=seed)
     stamp = f"{data.source} ({', '.join(data.members)}) on {', '.join(data.datasets)}"
+    if fmt not in (Format.JSON, Format.CSV):  # the stamp names them; records keep them
+        table = table.drop(columns=["source", "dataset"], errors="ignore")
     emit(render(table, fmt, stamp=stamp, notes=[data.note] if data.note else ()), out)

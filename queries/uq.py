@@ -280,12 +280,13 @@ def _groups(data: UQData, quantity: Quantity, level: Level, by: By | None):
         yield "all", u, e, st
         return
     if by is By.ELEMENT:
+        symbols = data.atom_symbols() if level is Level.ATOM else None
         for el in sorted({x for s in st["elements"] for x in s.split(",")}):
             rows = st[st["elements"].str.split(",").map(lambda xs, el=el: el in xs)]
             if level is Level.STRUCTURE:
                 sel = used["elements"].str.split(",").map(lambda xs, el=el: el in xs).to_numpy()
             else:
-                sel = data.atom_symbols() == el
+                sel = symbols == el
             yield el, u[sel], e[sel], rows
         return
     col = by.value

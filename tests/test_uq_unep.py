@@ -112,6 +112,13 @@ def test_level_breakdowns_and_other_reports(unep):
                "-f", "json", "--n-boot", "20")
     assert res.exit_code == 0, res.output
     assert len({r["group"] for r in json.loads(res.stdout)}) == 16  # the 16 UNEP-v1 metals
+    res = _run(unep, "uq", "-e", "unep8", "-d", DATASET, "--by", "element", "--level", "atom",
+               "-f", "json", "--n-boot", "5")
+    by_el = json.loads(res.stdout)
+    assert sum(r["n"] for r in by_el) == int(sum(load_fixture("unep-v1")["n_atoms"]))
+    res = _run(unep, "uq", "-e", "unep8", "-d", DATASET, "--by", "n_elements", "-f", "json",
+               "--n-boot", "5")
+    assert {r["group"] for r in json.loads(res.stdout)} == {"1"}  # all UNEP-v1 sets are unaries
     res = _run(unep, "uq", "-e", "unep8", "-d", DATASET, "--show", "calibration", "-f", "json")
     cal = json.loads(res.stdout)
     n_struct = sum(r["n"] for r in cal if (r["quantity"], r["level"]) == ("energy", "structure"))
