@@ -135,3 +135,16 @@ def test_nan_forces_in_an_ok_prediction_count_as_failed(wh, shared_data):
 def test_bad_options_are_one_line_errors(cli, args, message):
     res = cli("uq", *args)
     assert res.exit_code == 1 and message in res.output
+
+
+def test_several_datasets_and_breakdown_by_dataset(wh, cli, shared_data):
+    ingest_unep(wh, shared_data, models=PAIR, sets=SCREW)
+    ingest_unep(wh, shared_data, models=PAIR, sets=("eos",), dataset="second")
+    add_to_ensemble(wh, "pair", PAIR)
+    res = cli("uq", "-e", "pair", "-d", DATASET, "-d", "second", "--by", "dataset",
+              "--level", "structure", "-f", "json", "--n-boot", "10")
+    assert res.exit_code == 0, res.output
+    got = {(r["quantity"], r["group"]): r["n"] for r in json.loads(res.stdout)}
+    assert got == {(q, d): n for q in ("energy", "force")
+                   for d, n in ((DATASET, len(fixture_rows(SCREW))),
+                                ("second", len(fixture_rows(("eos",)))))}
