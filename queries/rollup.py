@@ -19,11 +19,12 @@ It is a cache of exact SQL sums, never a source of truth:
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, String, and_, case, delete, func, insert, literal, null, select, text
+from sqlalchemy import Connection, String, delete, func, insert, literal, select, text
 from sqlalchemy.exc import DBAPIError
 
-from queries.breakdowns import Selection, _prediction_rows, members
+from queries.breakdowns import Selection, members
 from warehouse import models as m
 from warehouse.core import Warehouse
 
@@ -43,37 +44,6 @@ def catalog_state(conn: Connection) -> str:
     return f"run{run or 0}:" + ":".join(map(str, counts))
 
 
-def _all_datasets(conn: Connection) -> tuple[str, ...]:
-    return tuple(conn.scalars(select(m.Dataset.name).order_by(m.Dataset.name)))
-
-
-def _build_statements(datasets: tuple[str, ...], state: str) -> list:
-    """INSERT ... SELECT of the four row kinds: sums and expected, whole and per element."""
-    out = []
-    for by in (("subset", "n_elements"), ("subset", "n_elements", "element")):
-        sel = Selection(datasets=datasets, by=by, ids=True)
-        base, c = _prediction_rows(sel)
-        group = [c["model"], c["dataset"], c["subset"], c["n_elements"]]
-        element = c["element"] if "element" in by else null()
-        z = lambda x: func.coalesce(x, 0)  # noqa: E731
-        sums = base.with_only_columns(
-            literal(state), *group, element, literal(0), literal(0),
-            func.count(_case(c["status"], "ok")), func.count(_case(c["status"], "failed")),
-            func.count(c["e"]), func.sum(func.abs(c["e"])), func.sum(c["e"] * c["e"]),
-            func.sum(c["f_abs"]), func.sum(c["f_sq"]), z(func.sum(c["f_n"])),
-            func.sum(c["s_abs"]), func.sum(c["s_sq"]), z(func.sum(c["s_n"])),
-            z(func.sum(c["prediction_id"])), func.max(c["run_id"]),
-            maintain_column_froms=True,
-        ).group_by(*group, *([element] if "element" in by else []))
-        out.append(insert(R).from_select(_columns(), sums))
-        out.append(insert(R).from_select(_columns(), _expected(sel, state)))
-    return out
-
-
-def _case(col, value):
-    return case((col == value, 1))
-
-
 def _columns() -> list[str]:
     return [
         "state", "model_id", "dataset_id", "subset", "n_elements", "element", "n_structures",
@@ -81,24 +51,96 @@ def _columns() -> list[str]:
         "s_abs", "s_sq", "s_n", "id_sum", "max_run"]
 
 
-def _expected(sel: Selection, state: str):
-    r, s, se, d = m.Reference, m.Structure, m.StructureElement, m.Dataset
-    mem = members(sel)
-    stmt = (select(mem.c.structure_id).select_from(mem)
-            .join(r, and_(r.structure_id == mem.c.structure_id, r.level_of_theory_id == mem.c.level_id))
-            .join(s, s.id == mem.c.structure_id))
-    element = null()
-    atoms = s.n_atoms
-    if "element" in sel.by:
-        stmt = stmt.join(se, se.structure_id == mem.c.structure_id)
-        element, atoms = se.element, se.count
-    group = [mem.c.dataset, mem.c.subset, s.n_elements]
-    return stmt.with_only_columns(
-        literal(state), null(), *group, element, func.count(), func.sum(atoms),
-        *(literal(0) for _ in range(3)), null(), null(), null(), null(), literal(0), null(), null(),
-        literal(0), literal(0), null(),
-        maintain_column_froms=True,
-    ).group_by(*group, *([element] if "element" in sel.by else []))
+def _frame(conn: Connection, sql: str, columns: list[str]) -> pd.DataFrame:
+    """Rows through the DBAPI cursor: millions of rows without SQLAlchemy's per-row processing."""
+    cur = conn.connection.driver_connection.cursor()
+    try:
+        cur.execute(sql)
+        return pd.DataFrame(cur.fetchall(), columns=columns)
+    finally:
+        cur.close()
+
+
+def _aggregate(df: pd.DataFrame, keys: list[str], *, counts: bool, forces: bool, energy: bool) -> pd.DataFrame:
+    """Sums of one row kind; SQL semantics: a sum over no non-NULL value is NULL (NaN here)."""
+    g = df.groupby(keys, dropna=False, sort=False)
+    out = pd.DataFrame(index=g.size().index)
+    zero = pd.Series(0, index=out.index)
+    out["n_predicted"] = g["ok"].sum() if counts else zero
+    out["n_failed"] = g["failed"].sum() if counts else zero
+    out["id_sum"] = g["prediction_id"].sum() if counts else zero
+    out["max_run"] = g["ingest_run_id"].max() if counts else None
+    for col in ("e_abs", "e_sq", "s_abs", "s_sq"):
+        out[col] = g[col].sum(min_count=1) if energy else np.nan
+    out["n_energy"] = g["e"].count() if energy else zero
+    out["s_n"] = g["s_n"].sum() if energy else zero
+    for col in ("f_abs", "f_sq"):
+        out[col] = g[col].sum(min_count=1) if forces else np.nan
+    out["f_n"] = g["f_n"].sum() if forces else zero
+    return out.reset_index()
+
+
+def rollup_rows(conn: Connection) -> pd.DataFrame:
+    """Every rollup row, computed with hash joins in pandas from plain table scans.
+
+    A join of millions of prediction rows costs SQLite one B-tree lookup per row and table
+    (minutes at DESIGN.md scale); scanning each table once and joining in memory takes seconds.
+    Whole-structure rows carry everything; per-element rows come in two additive kinds, counts
+    with energy and stress (structures containing the element) and forces (that species' atoms).
+    """
+    d = _frame(conn, "SELECT id, level_of_theory_id FROM datasets", ["dataset_id", "level"])
+    dm = _frame(conn, "SELECT dataset_id, structure_id, subset FROM dataset_members",
+                ["dataset_id", "structure_id", "subset"])
+    r = _frame(conn, 'SELECT id, structure_id, level_of_theory_id FROM "references"',
+               ["reference_id", "structure_id", "level"])
+    st = _frame(conn, "SELECT id, n_atoms, n_elements FROM structures",
+                ["structure_id", "n_atoms", "n_elements"])
+    se = _frame(conn, "SELECT structure_id, element, count FROM structure_elements",
+                ["structure_id", "element", "count"])
+    mem = dm.merge(d, on="dataset_id").merge(r, on=["structure_id", "level"]).merge(st, on="structure_id")
+    whole_keys = ["dataset_id", "subset", "n_elements"]
+    expected = [
+        mem.groupby(whole_keys, dropna=False).agg(n_structures=("structure_id", "size"),
+                                                  n_atoms=("n_atoms", "sum")).reset_index(),
+        mem.merge(se, on="structure_id").groupby([*whole_keys, "element"], dropna=False)
+        .agg(n_structures=("structure_id", "size"), n_atoms=("count", "sum")).reset_index(),
+    ]
+    p = _frame(conn, "SELECT id, model_id, structure_id, status, ingest_run_id FROM predictions",
+               ["prediction_id", "model_id", "structure_id", "status", "ingest_run_id"])
+    pe = _frame(conn, "SELECT prediction_id, reference_id, energy_diff_per_atom, force_abs_sum,"
+                " force_sq_sum, force_n, stress_abs_sum, stress_sq_sum, stress_n FROM prediction_errors",
+                ["prediction_id", "reference_id", "e", "f_abs", "f_sq", "f_n", "s_abs", "s_sq", "s_n"])
+    pe = pe.astype({c: float for c in ("e", "f_abs", "f_sq", "s_abs", "s_sq")})
+    pe["e_abs"], pe["e_sq"] = pe["e"].abs(), pe["e"] ** 2
+    rows = p.merge(mem[["structure_id", "reference_id", *whole_keys]], on="structure_id")
+    rows = rows.merge(pe, on=["prediction_id", "reference_id"], how="left")
+    rows["ok"], rows["failed"] = rows["status"] == "ok", rows["status"] == "failed"
+    keys = ["model_id", *whole_keys]
+    parts = [_aggregate(rows, keys, counts=True, forces=True, energy=True)]
+    by_el = rows.drop(columns=["f_abs", "f_sq", "f_n"]).merge(se[["structure_id", "element"]],
+                                                              on="structure_id")
+    parts.append(_aggregate(by_el, [*keys, "element"], counts=True, forces=False, energy=True))
+    del by_el
+    pee = _frame(conn, "SELECT prediction_id, reference_id, element, force_abs_sum, force_sq_sum,"
+                 " force_n FROM prediction_element_errors",
+                 ["prediction_id", "reference_id", "element", "f_abs", "f_sq", "f_n"])
+    pee = pee.merge(rows[["prediction_id", "reference_id", *keys]], on=["prediction_id", "reference_id"])
+    parts.append(_aggregate(pee.astype({"f_abs": float, "f_sq": float}), [*keys, "element"],
+                            counts=False, forces=True, energy=False))
+    out = pd.concat([*parts, *expected], ignore_index=True)
+    for c in ("n_structures", "n_atoms", "n_predicted", "n_failed", "n_energy", "f_n", "s_n", "id_sum"):
+        out[c] = out[c].fillna(0).astype("int64")
+    return out.astype({"model_id": "Int64", "max_run": "Int64", "dataset_id": "int64",
+                       "n_elements": "int64"})
+
+
+def _records(df: pd.DataFrame, state: str) -> list[dict]:
+    df = df.astype(object).where(df.notna(), None)
+    cols = [c for c in _columns() if c != "state"]
+    for c in cols:
+        if c not in df.columns:
+            df[c] = None
+    return [{"state": state, **row} for row in df[cols].to_dict("records")]
 
 
 def ensure_fresh(wh: Warehouse) -> bool:
@@ -115,8 +157,9 @@ def ensure_fresh(wh: Warehouse) -> bool:
             if conn.scalar(select(R.state).limit(1)) == state:
                 return True
             conn.execute(delete(R))
-            for stmt in _build_statements(_all_datasets(conn), state):
-                conn.execute(stmt)
+            records = _records(rollup_rows(conn), state)
+            for i in range(0, len(records), 5000):
+                conn.execute(insert(R), records[i:i + 5000])
         return True
     except DBAPIError:  # read-only role or file, or the lock not granted in time: go live
         return False

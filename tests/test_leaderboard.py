@@ -291,3 +291,18 @@ def test_rollup_follows_new_ingests(tmp_path, db_url, shared_data):
         with w.engine.connect() as conn:
             states = set(conn.scalars(text("SELECT DISTINCT state FROM leaderboard_rollup")))
             assert states == {catalog_state(conn)}
+
+
+def test_python_api_documented_columns(loaded):
+    """Notebook use: open_warehouse + query functions returning DataFrames with fixed columns."""
+    from queries.breakdowns import STRUCTURE_COLUMNS, prediction_errors
+    from warehouse import open_warehouse as open_wh
+
+    with open_wh(*loaded) as w:
+        per = prediction_errors(w, datasets=[DATASET], models=["unep-v1"], by=["subset"])
+        table = leaderboard(w, datasets=[DATASET], models=["unep-v1"])
+    assert list(per.columns) == ["model", "dataset", "subset", *STRUCTURE_COLUMNS[2:]]
+    assert len(per) == 578 and set(per["status"]) == {"ok"}
+    rmse = 1000 * np.sqrt(per["f_sq"].sum() / per["f_n"].sum())
+    assert rmse == pytest.approx(table["force_rmse"].iloc[0], rel=1e-12)
+    assert list(table.columns) == COLUMNS
