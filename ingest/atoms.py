@@ -7,6 +7,7 @@ VASP, ase.db), then per-frame keys and per-atom arrays under the names other pro
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,12 +174,20 @@ def _numbers(arrays: dict[str, Any], index: int) -> np.ndarray:
     species = arrays.get("species")
     if species is None:
         raise IngestError("no species (or Z) column", where=f"frame {index}")
-    uniq, inverse = np.unique(np.asarray(species), return_inverse=True)
-    try:
-        z = np.array([atomic_numbers[str(s).capitalize()] for s in uniq], dtype=np.int32)
-    except KeyError as exc:
-        raise IngestError(f"unknown chemical symbol {exc.args[0]!r}", where=f"frame {index}") from exc
-    return z[inverse.reshape(-1)]
+    try:  # a dict lookup per atom is ~10x faster than np.unique on strings
+        return np.fromiter((_Z_OF[s] for s in np.asarray(species).reshape(-1).tolist()),
+                           dtype=np.int32)
+    except KeyError:
+        pass
+    symbols = [str(s).capitalize() for s in np.asarray(species).reshape(-1).tolist()]
+    if unknown := sorted({s for s in symbols if s not in atomic_numbers}):
+        raise IngestError(f"unknown chemical symbol {unknown[0]!r}", where=f"frame {index}")
+    return np.array([atomic_numbers[s] for s in symbols], dtype=np.int32)
+
+
+# Symbols as files write them (Cu, and the CU / cu some programs write) -> Z.
+_Z_OF = {**atomic_numbers, **{k.upper(): v for k, v in atomic_numbers.items()},
+         **{k.lower(): v for k, v in atomic_numbers.items()}}
 
 
 def frame_from_dicts(natoms: int, info: dict[str, Any], arrays: dict[str, Any], index: int,
@@ -221,13 +230,17 @@ def validate_frame(frame: Frame, path: str) -> Frame:
         raise IngestError(
             f"positions have shape {frame.positions.shape}, expected ({n}, 3)", path=path, where=where
         )
-    if np.any(frame.numbers < 1) or np.any(frame.numbers > 118):
+    if frame.numbers.min() < 1 or frame.numbers.max() > 118:
         raise IngestError("unknown chemical species", path=path, where=where)
-    if not np.all(np.isfinite(frame.positions)):
+    if not np.isfinite(frame.positions.sum()) and not np.isfinite(frame.positions).all():
         raise IngestError("positions contain NaN or inf", path=path, where=where)
     if frame.pbc.any():
-        lengths = np.linalg.norm(frame.cell, axis=1)
-        if np.any(lengths[frame.pbc] < 1e-8) or abs(np.linalg.det(frame.cell)) < 1e-8:
+        c = frame.cell
+        lengths = np.sqrt((c * c).sum(axis=1))
+        det = (c[0, 0] * (c[1, 1] * c[2, 2] - c[1, 2] * c[2, 1])
+               - c[0, 1] * (c[1, 0] * c[2, 2] - c[1, 2] * c[2, 0])
+               + c[0, 2] * (c[1, 0] * c[2, 1] - c[1, 1] * c[2, 0]))
+        if (lengths[frame.pbc] < 1e-8).any() or not abs(det) >= 1e-8:
             raise IngestError(
                 "periodic frame has no (or a degenerate) cell; give a Lattice or set pbc false",
                 path=path,
@@ -238,7 +251,7 @@ def validate_frame(frame: Frame, path: str) -> Frame:
 
 
 def validate_labels(labels: Labels, n_atoms: int, *, path: str, where: str) -> None:
-    if labels.energy is not None and not np.isfinite(labels.energy):
+    if labels.energy is not None and not math.isfinite(labels.energy):
         raise IngestError(f"energy is {labels.energy}", path=path, where=where)
     if labels.forces is not None:
         f = labels.forces
@@ -249,7 +262,7 @@ def validate_labels(labels: Labels, n_atoms: int, *, path: str, where: str) -> N
                 path=path,
                 where=where,
             )
-        if not np.all(np.isfinite(f)):
+        if not np.isfinite(f.sum()) and not np.isfinite(f).all():
             bad = int(np.argwhere(~np.isfinite(f))[0][0])
             raise IngestError(f"forces contain NaN or inf (atom {bad})", path=path, where=where)
     if labels.stress is not None:

@@ -17,7 +17,7 @@ the catalog transaction is rolled back, the lake files it wrote are deleted, and
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,16 +25,16 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from ase.data import chemical_symbols
-from ase.formula import Formula
 from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from ingest.bulk import allocate_ids, as_float, bulk_insert, composition, reduced_formula
 from warehouse.records import Frame, Labels, PredictionFrame
 from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.errors import IngestError, NotFound
 from warehouse.errorsums import calc_element_force_sums, calc_error_sums
-from warehouse.hashing import structure_hashes
+from warehouse.hashing import structure_hashes, structure_hashes_batch
 from warehouse.lake import LakeTransaction
 from warehouse.provenance import new_run, now
 
@@ -47,6 +47,13 @@ IN_CHUNK = 900
 # image) of an atom of the same species: files written with 8 decimals differ by 5e-9 Å.
 MATCH_TOL = 1e-5
 UNKNOWN_LEVEL = "unspecified"
+STRUCTURE_COLS = ("id", "hash", "order_free_hash", "n_atoms", "formula", "elements", "n_elements",
+                  "cell", "pbc", "volume", "lake_file_id", "ingest_run_id")
+MEMBER_COLS = ("dataset_id", "structure_id", "split", "subset", "config_type", "weight",
+               "source_index", "ingest_run_id")
+REFERENCE_COLS = ("id", "structure_id", "level_of_theory_id", "energy", "free_energy", "stress_xx",
+                  "stress_yy", "stress_zz", "stress_yz", "stress_xz", "stress_xy", "has_forces",
+                  "lake_file_id", "ingest_run_id")
 STRESS_COLS = ("stress_xx", "stress_yy", "stress_zz", "stress_yz", "stress_xz", "stress_xy")
 SYMBOLS = np.array(chemical_symbols)
 
@@ -82,6 +89,24 @@ class IngestSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {"added": self.added, "present": self.present, "refused": self.refused}
+
+
+class _FrameBatch:
+    """A batch of frames with their per-atom arrays concatenated once, for vectorised work."""
+
+    def __init__(self, frames: list[Frame]) -> None:
+        self.frames = frames
+        self.counts = np.fromiter((f.n_atoms for f in frames), dtype=np.int64, count=len(frames))
+        self.numbers = np.concatenate([f.numbers for f in frames])
+        self.positions = np.concatenate([f.positions for f in frames])
+        self.cells = np.stack([f.cell for f in frames])
+        self.pbcs = np.stack([f.pbc for f in frames])
+
+
+def _atom_index(counts: np.ndarray) -> np.ndarray:
+    """0..n-1 for every structure's n atoms, concatenated."""
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    return np.arange(int(counts.sum())) - starts
 
 
 def _chunks(items: list[Any], size: int = IN_CHUNK) -> Iterator[list[Any]]:
@@ -212,44 +237,6 @@ class Loader:
         self._sid_by_hash.update(found)
         return {h: self._sid_by_hash[h] for h in hashes if h in self._sid_by_hash}
 
-    def _insert_structures(self, frames: list[Frame], hashes: list[tuple[str, str]]) -> list[int]:
-        lf = self.reserve_lake_file("positions")
-        rows = []
-        for f, (h, free) in zip(frames, hashes, strict=True):
-            syms = SYMBOLS[f.numbers]
-            uniq, counts = np.unique(syms, return_counts=True)
-            rows.append({
-                "hash": h, "order_free_hash": free, "n_atoms": f.n_atoms,
-                "formula": Formula.from_list(list(syms)).reduce()[0].format("metal"),
-                "elements": ",".join(uniq), "n_elements": len(uniq),
-                "cell": f.cell.tolist(), "pbc": "".join("T" if p else "F" for p in f.pbc),
-                "volume": float(abs(np.linalg.det(f.cell))) if f.pbc.all() else None,
-                "lake_file_id": lf.id, "ingest_run_id": self.run.id,
-            })
-        result = self.s.execute(
-            insert(m.Structure).returning(m.Structure.id, sort_by_parameter_order=True), rows
-        )
-        ids = [r[0] for r in result]
-        elements = []
-        for sid, f in zip(ids, frames, strict=True):
-            uniq, counts = np.unique(SYMBOLS[f.numbers], return_counts=True)
-            elements += [
-                {"structure_id": sid, "element": str(e), "count": int(c)}
-                for e, c in zip(uniq, counts, strict=True)
-            ]
-        self.s.execute(insert(m.StructureElement), elements)
-        n = np.array([f.n_atoms for f in frames])
-        table = pa.table({
-            "structure_id": pa.array(np.repeat(ids, n), pa.int64()),
-            "atom_index": pa.array(np.concatenate([np.arange(k) for k in n]), pa.int32()),
-            "Z": pa.array(np.concatenate([f.numbers for f in frames]), pa.int16()),
-            "x": np.concatenate([f.positions[:, 0] for f in frames]),
-            "y": np.concatenate([f.positions[:, 1] for f in frames]),
-            "z": np.concatenate([f.positions[:, 2] for f in frames]),
-        })
-        self.fill_lake_file(lf, "positions", table, run=self.run.id)
-        return ids
-
     def add_frames(
         self,
         frames: Iterable[Frame],
@@ -259,44 +246,81 @@ class Loader:
         path: str,
         subset: str | None = None,
         split: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[int]:
         """Store structures (deduplicated), their dataset membership and their reference labels.
 
-        Returns the structure id of every frame, in order.
+        Returns the structure id of every frame, in order. ``progress(n_structures, n_atoms)`` is
+        called after each batch.
         """
         all_ids: list[int] = []
         for batch in _batches(frames, lambda f: f.n_atoms):
-            all_ids += self._add_frame_batch(batch, dataset_id, level_id, subset, split)
+            all_ids += self._add_frame_batch(_FrameBatch(batch), dataset_id, level_id, subset, split)
+            if progress is not None:
+                progress(len(batch), sum(f.n_atoms for f in batch))
         return all_ids
 
     def _add_frame_batch(
-        self, batch: list[Frame], dataset_id: int, level_id: int, subset: str | None,
+        self, b: _FrameBatch, dataset_id: int, level_id: int, subset: str | None,
         split: str | None,
     ) -> list[int]:
-        hashes = [structure_hashes(f.numbers, f.positions, f.cell, f.pbc)[:2] for f in batch]
-        known = self._lookup_hashes([h for h, _ in hashes])
-        new_frames, new_hashes, seen = [], [], set()
-        for f, (h, free) in zip(batch, hashes, strict=True):
+        hashes, free, _ = structure_hashes_batch(b.numbers, b.positions, b.cells, b.pbcs, b.counts)
+        known = self._lookup_hashes(hashes)
+        new: list[int] = []  # positions in the batch of structures not stored yet
+        seen: set[str] = set()
+        for i, h in enumerate(hashes):
             if h not in known and h not in seen:
                 seen.add(h)
-                new_frames.append(f)
-                new_hashes.append((h, free))
-        if new_frames:
-            ids = self._insert_structures(new_frames, new_hashes)
-            self._sid_by_hash.update({h: i for (h, _), i in zip(new_hashes, ids, strict=True)})
-        self.summary.add("structures", len(new_frames))
-        self.summary.seen("structures", len(batch) - len(new_frames))
-        sids = [self._sid_by_hash[h] for h, _ in hashes]
-        self._add_members(batch, sids, dataset_id, subset, split)
-        self._add_references(batch, sids, level_id)
+                new.append(i)
+        if new:
+            ids = self._insert_structures(b, new, hashes, free)
+            self._sid_by_hash.update({hashes[i]: sid for i, sid in zip(new, ids, strict=True)})
+        self.summary.add("structures", len(new))
+        self.summary.seen("structures", len(b.frames) - len(new))
+        sids = [self._sid_by_hash[h] for h in hashes]
+        # Only structures known before this batch can already have members or references.
+        old = {sids[i] for i, h in enumerate(hashes) if h in known}
+        self._add_members(b.frames, sids, dataset_id, subset, split, old)
+        self._add_references(b, sids, level_id, old)
         return sids
+
+    def _insert_structures(self, b: _FrameBatch, new: list[int], hashes: list[str],
+                           free: list[str]) -> list[int]:
+        conn = self.s.connection()
+        lf = self.reserve_lake_file("positions")
+        ids = allocate_ids(conn, m.Structure.__table__, len(new)).tolist()
+        rows, elements = [], []
+        for sid, i in zip(ids, new, strict=True):
+            f = b.frames[i]
+            symbols, counts = composition(f.numbers)
+            full = bool(f.pbc.all())
+            rows.append((
+                sid, hashes[i], free[i], f.n_atoms, reduced_formula(symbols, counts),
+                ",".join(symbols), len(symbols), f.cell.tolist(),
+                "".join("T" if p else "F" for p in f.pbc.tolist()),
+                float(abs(np.linalg.det(f.cell))) if full else None, lf.id, self.run.id,
+            ))
+            elements += [(sid, e, c) for e, c in zip(symbols, counts, strict=True)]
+        bulk_insert(conn, m.Structure.__table__, STRUCTURE_COLS, rows)
+        bulk_insert(conn, m.StructureElement.__table__, ("structure_id", "element", "count"), elements)
+        mask = np.repeat(np.isin(np.arange(len(b.frames)), new), b.counts)
+        n_new = b.counts[new]
+        pos = b.positions[mask]
+        table = pa.table({
+            "structure_id": pa.array(np.repeat(ids, n_new), pa.int64()),
+            "atom_index": pa.array(_atom_index(n_new), pa.int32()),
+            "Z": pa.array(b.numbers[mask], pa.int16()),
+            "x": pos[:, 0], "y": pos[:, 1], "z": pos[:, 2],
+        })
+        self.fill_lake_file(lf, "positions", table, run=self.run.id)
+        return ids
 
     def _add_members(
         self, batch: list[Frame], sids: list[int], dataset_id: int, subset: str | None,
-        split: str | None,
+        split: str | None, old: set[int],
     ) -> None:
         existing: set[int] = set()
-        for chunk in _chunks(sorted(set(sids))):
+        for chunk in _chunks(sorted(old)):
             existing.update(self.s.scalars(
                 select(m.DatasetMember.structure_id).where(
                     m.DatasetMember.dataset_id == dataset_id,
@@ -309,57 +333,53 @@ class Loader:
                 self.summary.seen("members")
                 continue
             existing.add(sid)
-            rows.append({
-                "dataset_id": dataset_id, "structure_id": sid, "split": split,
-                "subset": subset if subset is not None else f.config_type,
-                "config_type": f.config_type, "weight": f.weight, "source_index": f.index,
-                "ingest_run_id": self.run.id,
-            })
-        if rows:
-            self.s.execute(insert(m.DatasetMember), rows)
+            rows.append((dataset_id, sid, split, subset if subset is not None else f.config_type,
+                         f.config_type, f.weight, f.index, self.run.id))
+        bulk_insert(self.s.connection(), m.DatasetMember.__table__, MEMBER_COLS, rows)
         self.summary.add("members", len(rows))
 
-    def _add_references(self, batch: list[Frame], sids: list[int], level_id: int) -> None:
+    def _add_references(self, b: _FrameBatch, sids: list[int], level_id: int, old: set[int]) -> None:
         existing: set[int] = set()
-        for chunk in _chunks(sorted(set(sids))):
+        for chunk in _chunks(sorted(old)):
             existing.update(self.s.scalars(
                 select(m.Reference.structure_id).where(
                     m.Reference.level_of_theory_id == level_id,
                     m.Reference.structure_id.in_(chunk),
                 )
             ))
-        todo: list[tuple[Frame, int]] = []
-        for f, sid in zip(batch, sids, strict=True):
+        todo: list[int] = []  # positions in the batch
+        for i, (f, sid) in enumerate(zip(b.frames, sids, strict=True)):
             if f.labels.is_empty():
                 continue
             if sid in existing:
                 self.summary.seen("references")
                 continue
             existing.add(sid)
-            todo.append((f, sid))
+            todo.append(i)
         if not todo:
             return
-        with_forces = [(f, sid) for f, sid in todo if f.labels.forces is not None]
+        conn = self.s.connection()
+        ref_ids = allocate_ids(conn, m.Reference.__table__, len(todo)).tolist()
+        with_forces = [k for k, i in enumerate(todo) if b.frames[i].labels.forces is not None]
         lf = self.reserve_lake_file("reference_forces") if with_forces else None
-        rows = [{
-            "structure_id": sid, "level_of_theory_id": level_id, "energy": f.labels.energy,
-            "free_energy": f.labels.free_energy, **_stress_dict(f.labels.stress),
-            "has_forces": f.labels.forces is not None,
-            "lake_file_id": lf.id if (lf and f.labels.forces is not None) else None,
-            "ingest_run_id": self.run.id,
-        } for f, sid in todo]
-        result = self.s.execute(
-            insert(m.Reference).returning(m.Reference.id, sort_by_parameter_order=True), rows
-        )
-        ref_ids = [r[0] for r in result]
+        rows = []
+        for rid, i in zip(ref_ids, todo, strict=True):
+            lab = b.frames[i].labels
+            stress = (None,) * 6 if lab.stress is None else tuple(lab.stress.tolist())
+            rows.append((rid, sids[i], level_id, as_float(lab.energy), as_float(lab.free_energy),
+                         *stress, lab.forces is not None,
+                         lf.id if (lf and lab.forces is not None) else None, self.run.id))
+        bulk_insert(conn, m.Reference.__table__, REFERENCE_COLS, rows)
         if with_forces:
-            rid_of = {sid: rid for (_, sid), rid in zip(todo, ref_ids, strict=True)}
+            frames = [b.frames[todo[k]] for k in with_forces]
             self.fill_lake_file(lf, "reference_forces", _forces_table(
-                [rid_of[sid] for _, sid in with_forces], [sid for _, sid in with_forces],
-                [f.labels.forces for f, _ in with_forces], id_name="reference_id",
+                [ref_ids[k] for k in with_forces], [sids[todo[k]] for k in with_forces],
+                [f.labels.forces for f in frames], id_name="reference_id",
             ), level=level_id)
         self.summary.add("references", len(ref_ids))
-        self._errors_for_new_references(ref_ids)
+        # predictions can exist only for structures stored before this batch
+        self._errors_for_new_references(
+            [rid for rid, i in zip(ref_ids, todo, strict=True) if sids[i] in old])
 
     # -- predictions --------------------------------------------------------------------------
 
@@ -423,8 +443,7 @@ class Loader:
         Candidates share n_atoms, formula and pbc and have the same cell within the tolerance;
         their positions are compared by a nearest-neighbour search over periodic images.
         """
-        syms = SYMBOLS[frame.numbers]
-        formula = Formula.from_list(list(syms)).reduce()[0].format("metal")
+        formula = reduced_formula(*composition(frame.numbers))
         stmt = select(m.Structure.id, m.Structure.cell, m.Structure.pbc, m.Structure.lake_file_id).where(
             m.Structure.n_atoms == frame.n_atoms, m.Structure.formula == formula)
         for sid, cell, pbc, lf_id in self.s.execute(stmt):
@@ -641,7 +660,7 @@ def _forces_table(ids: list[int], sids: list[int], forces: list[np.ndarray], *, 
     return pa.table({
         id_name: pa.array(np.repeat(ids, n), pa.int64()),
         "structure_id": pa.array(np.repeat(sids, n), pa.int64()),
-        "atom_index": pa.array(np.concatenate([np.arange(k) for k in n]), pa.int32()),
+        "atom_index": pa.array(_atom_index(n), pa.int32()),
         "fx": stacked[:, 0], "fy": stacked[:, 1], "fz": stacked[:, 2],
     })
 

@@ -18,30 +18,6 @@ ROUND = 1e-6  # Å
 _SCALE = 1.0 / ROUND
 
 
-def _wrapped_rounded(
-    positions: NDArray[np.float64], cell: NDArray[np.float64], pbc: NDArray[np.bool_]
-) -> NDArray[np.int64]:
-    pos = np.asarray(positions, dtype=np.float64)
-    if pbc.any():
-        frac = np.linalg.solve(cell.T, pos.T).T
-        wrapped = frac.copy()
-        wrapped[:, pbc] = np.mod(frac[:, pbc], 1.0)
-        # mod can return exactly 1.0 for tiny negatives; that point is the same lattice site as 0.
-        wrapped[:, pbc] = np.where(wrapped[:, pbc] >= 1.0, 0.0, wrapped[:, pbc])
-        pos = wrapped @ cell
-    return np.rint(pos * _SCALE).astype(np.int64)
-
-
-def _digest(numbers: NDArray, pos_int: NDArray, cell: NDArray, pbc: NDArray) -> str:
-    h = hashlib.sha256()
-    h.update(np.asarray(len(numbers), dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(numbers, dtype=np.int32).tobytes())
-    h.update(np.ascontiguousarray(pos_int, dtype=np.int64).tobytes())
-    h.update(np.rint(np.asarray(cell, dtype=np.float64) * _SCALE).astype(np.int64).tobytes())
-    h.update(np.asarray(pbc, dtype=np.bool_).tobytes())
-    return h.hexdigest()
-
-
 def structure_hashes(
     numbers: NDArray[np.integer],
     positions: NDArray[np.float64],
@@ -52,16 +28,16 @@ def structure_hashes(
 
     ``canonical order`` is the permutation that sorts the atoms for the order-free hash: two
     files with the same atoms in different orders have the same sorted arrays, so
-    ``a_order[argsort(b_order)]`` maps file b's atoms onto file a's.
+    ``a_order[argsort(b_order)]`` maps file b's atoms onto file a's. One structure is a batch of
+    one (:func:`structure_hashes_batch`), so both give the same digests.
     """
     numbers = np.asarray(numbers, dtype=np.int32)
-    cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
-    pbc = np.asarray(pbc, dtype=np.bool_).reshape(3)
-    pos_int = _wrapped_rounded(positions, cell, pbc)
-    ordered = _digest(numbers, pos_int, cell, pbc)
-    order = np.lexsort((pos_int[:, 2], pos_int[:, 1], pos_int[:, 0], numbers)).astype(np.int64)
-    free = _digest(numbers[order], pos_int[order], cell, pbc)
-    return ordered, free, order
+    hashes, free, orders = structure_hashes_batch(
+        numbers, np.asarray(positions, dtype=np.float64).reshape(-1, 3),
+        np.asarray(cell, dtype=np.float64).reshape(1, 3, 3),
+        np.asarray(pbc, dtype=np.bool_).reshape(1, 3), np.array([len(numbers)]),
+    )
+    return hashes[0], free[0], orders[0]
 
 
 def sha256_file(path: str | Path, *, chunk: int = 1 << 20) -> str:
@@ -74,3 +50,83 @@ def sha256_file(path: str | Path, *, chunk: int = 1 << 20) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _inverse_3x3(cells: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Inverses of stacked 3x3 matrices by the adjugate, with elementwise operations only.
+
+    Elementwise ufuncs round each result the same way whatever the array length, so a structure
+    hashes identically alone or inside a batch (a BLAS or LAPACK call need not).
+    """
+    c = cells
+    adj = np.empty_like(c)
+    adj[:, 0, 0] = c[:, 1, 1] * c[:, 2, 2] - c[:, 1, 2] * c[:, 2, 1]
+    adj[:, 0, 1] = c[:, 0, 2] * c[:, 2, 1] - c[:, 0, 1] * c[:, 2, 2]
+    adj[:, 0, 2] = c[:, 0, 1] * c[:, 1, 2] - c[:, 0, 2] * c[:, 1, 1]
+    adj[:, 1, 0] = c[:, 1, 2] * c[:, 2, 0] - c[:, 1, 0] * c[:, 2, 2]
+    adj[:, 1, 1] = c[:, 0, 0] * c[:, 2, 2] - c[:, 0, 2] * c[:, 2, 0]
+    adj[:, 1, 2] = c[:, 0, 2] * c[:, 1, 0] - c[:, 0, 0] * c[:, 1, 2]
+    adj[:, 2, 0] = c[:, 1, 0] * c[:, 2, 1] - c[:, 1, 1] * c[:, 2, 0]
+    adj[:, 2, 1] = c[:, 0, 1] * c[:, 2, 0] - c[:, 0, 0] * c[:, 2, 1]
+    adj[:, 2, 2] = c[:, 0, 0] * c[:, 1, 1] - c[:, 0, 1] * c[:, 1, 0]
+    det = c[:, 0, 0] * adj[:, 0, 0] + c[:, 0, 1] * adj[:, 1, 0] + c[:, 0, 2] * adj[:, 2, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return adj / det[:, None, None]
+
+
+def _rows_times(v: NDArray[np.float64], m: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Row vectors times per-row 3x3 matrices (v[i] @ m[i]), elementwise and in a fixed order."""
+    return v[:, 0:1] * m[:, 0, :] + v[:, 1:2] * m[:, 1, :] + v[:, 2:3] * m[:, 2, :]
+
+
+def structure_hashes_batch(
+    numbers: NDArray[np.integer],
+    positions: NDArray[np.float64],
+    cells: NDArray[np.float64],
+    pbcs: NDArray[np.bool_],
+    counts: NDArray[np.integer],
+) -> tuple[list[str], list[str], list[NDArray[np.int64]]]:
+    """:func:`structure_hashes` of many structures at once, from concatenated per-atom arrays.
+
+    ``numbers`` (N,), ``positions`` (N, 3) are the structures' atoms one after the other,
+    ``counts`` (F,) their atom counts, ``cells`` (F, 3, 3) and ``pbcs`` (F, 3) per structure.
+    Vectorised over the batch; the digests are those of :func:`structure_hashes` exactly.
+    """
+    numbers = np.ascontiguousarray(numbers, dtype=np.int32)
+    pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    cells = np.asarray(cells, dtype=np.float64).reshape(-1, 3, 3)
+    pbcs = np.asarray(pbcs, dtype=np.bool_).reshape(-1, 3)
+    counts = np.asarray(counts, dtype=np.int64)
+    frame = np.repeat(np.arange(len(counts)), counts)
+    periodic = pbcs.any(axis=1)
+    cart = pos
+    if periodic.any():
+        frac = _rows_times(pos, _inverse_3x3(cells)[frame])
+        p = pbcs[frame]
+        wrapped = np.where(p, np.mod(frac, 1.0), frac)
+        # mod can return exactly 1.0 for tiny negatives; that point is the same lattice site as 0
+        wrapped = np.where(p & (wrapped >= 1.0), 0.0, wrapped)
+        cart = np.where(periodic[frame][:, None], _rows_times(wrapped, cells[frame]), pos)
+    pos_int = np.rint(cart * _SCALE).astype(np.int64)
+    cell_int = np.rint(cells * _SCALE).astype(np.int64)
+    order_all = np.lexsort((pos_int[:, 2], pos_int[:, 1], pos_int[:, 0], numbers, frame))
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    hashes, free, orders = [], [], []
+    for f in range(len(counts)):
+        lo, hi = int(bounds[f]), int(bounds[f + 1])
+        z, pi = numbers[lo:hi], pos_int[lo:hi]
+        order = order_all[lo:hi] - lo
+        hashes.append(_digest_int(z, pi, cell_int[f], pbcs[f]))
+        free.append(_digest_int(z[order], pi[order], cell_int[f], pbcs[f]))
+        orders.append(order)
+    return hashes, free, orders
+
+
+def _digest_int(numbers: NDArray, pos_int: NDArray, cell_int: NDArray, pbc: NDArray) -> str:
+    h = hashlib.sha256()
+    h.update(np.asarray(len(numbers), dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(numbers, dtype=np.int32).tobytes())
+    h.update(np.ascontiguousarray(pos_int, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(cell_int, dtype=np.int64).tobytes())
+    h.update(np.asarray(pbc, dtype=np.bool_).tobytes())
+    return h.hexdigest()

@@ -1,0 +1,223 @@
+"""Ingest benchmark: the incumbent (``ase.db``) against ``warehouse ingest structures``.
+
+Generates a realistic labelled set once (ASE's EMT on fcc and bcc metal and alloy supercells of
+32-250 atoms, rattled and strained: about 1.3M atoms, with energy, forces and stress), writes it as
+extended XYZ, then times, each in its own process (peak RSS from the kernel's rusage):
+
+* ase.db writing the same structures with their results into SQLite, and into PostgreSQL
+  (one transaction each, its best case; reading the file is not counted for the incumbent);
+* ``warehouse ingest structures`` into SQLite and into PostgreSQL, end to end from the file
+  (process start, parsing, hashing, catalog rows, Parquet lake, commit).
+
+Run:  nice python benchmarks/ingest.py            (about 1.3M atoms; ~5 min the first time)
+      python benchmarks/ingest.py --atoms 100000  (a quick look)
+PostgreSQL: --pg postgresql://postgres@127.0.0.1:5432/postgres (a server where databases can be
+created; the incumbent needs psycopg2: ``pip install mlip-warehouse[bench]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+# This file is benchmarks/ingest.py: keep its folder off sys.path so `ingest` is the package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+ELEMENTS = ("Cu", "Ni", "Al", "Ag", "Au", "Pd", "Pt")  # EMT's metals
+# (lattice, repeats): fcc cubic cells have 4 atoms, bcc 2: 32..250 atoms
+SHAPES = [("fcc", r) for r in [(2, 2, 2), (3, 2, 2), (3, 3, 2), (3, 3, 3), (4, 3, 3), (4, 4, 3)]] + \
+         [("bcc", r) for r in [(2, 2, 4), (3, 3, 3), (4, 4, 3), (4, 4, 4), (5, 4, 4), (5, 5, 4), (5, 5, 5)]]
+
+
+def generate(path: Path, target_atoms: int, seed: int = 0, copies: int = 6) -> int:
+    """Write EMT-labelled supercells to ``path`` (extended XYZ); returns the number of atoms.
+
+    Each EMT calculation labels ``copies`` structures: the cell and rigid translations of its
+    atoms, which are distinct structures to the warehouse (and to ase.db) with the same exact
+    EMT energy, forces and stress (EMT is translation invariant). This keeps generation to a few
+    minutes on a shared machine.
+    """
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    rng = np.random.default_rng(seed)
+    frames, total = [], 0
+    calc = EMT()
+    while total < target_atoms:
+        lattice, reps = SHAPES[rng.integers(len(SHAPES))]
+        host = ELEMENTS[rng.integers(len(ELEMENTS))]
+        a = bulk(host, lattice, a=3.6 if lattice == "fcc" else 2.9, cubic=True).repeat(reps)
+        n_alloy = rng.integers(0, 3)  # pure metals, binaries and ternaries
+        for el in rng.choice(ELEMENTS, n_alloy, replace=False):
+            a.symbols[rng.random(len(a)) < 0.3] = el
+        strain = np.eye(3) + 0.02 * rng.standard_normal((3, 3))
+        a.set_cell(a.cell.array @ ((strain + strain.T) / 2), scale_atoms=True)
+        a.positions += 0.05 * rng.standard_normal(a.positions.shape)
+        a.calc = calc
+        results = {"energy": a.get_potential_energy(), "forces": a.get_forces(),
+                   "stress": a.get_stress()}
+        for k in range(copies):
+            b = a.copy()
+            if k:
+                b.positions += rng.random(3) @ b.cell.array
+            b.calc = SinglePointCalculator(b, **results)
+            b.info["config_type"] = f"{lattice}-{len(set(b.get_chemical_symbols()))}"
+            frames.append(b)
+            total += len(b)
+    write(path, frames, format="extxyz")
+    return total
+
+
+def _pg_database(base: str, name: str) -> str:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from warehouse.settings import normalise_url
+
+    url = make_url(normalise_url(base))
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def _timed(cmd: list[str], env: dict | None = None) -> dict:
+    """Run ``cmd``: wall seconds, and the child's own report (its timed seconds, peak RSS in MB)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    out, err = proc.communicate()
+    seconds = time.perf_counter() - t0
+    # the child reports its own peak RSS (getrusage(RUSAGE_SELF)) on its last line
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out}\n{err}")
+    report = json.loads(out.strip().splitlines()[-1])
+    return {"seconds": report.get("seconds", seconds), "wall_s": seconds, "peak_rss_mb": report["peak_rss_mb"],
+            "detail": report.get("detail")}
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _incumbent(path: str, url: str) -> None:
+    """Child process: ase.db writes every frame of ``path`` into ``url`` in one transaction."""
+    import ase.db
+    from ase.io import read
+
+    frames = read(path, ":")
+    t0 = time.perf_counter()
+    db = ase.db.connect(url, type="postgresql" if url.startswith("postgres") else "db",
+                        append=False)
+    with db:
+        for a in frames:
+            db.write(a)
+    seconds = time.perf_counter() - t0
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": _peak_rss_mb()}))
+
+
+def _warehouse(path: str, url: str, lake: str) -> None:
+    """Child process: ``warehouse ingest structures`` as the CLI runs it, timed from the start of
+    this process (Python start-up and imports are in the wall time measured by the parent)."""
+    t0 = time.perf_counter()
+    from ingest.api import ingest_structures
+    from warehouse import open_warehouse
+
+    with open_warehouse(url, lake) as wh:
+        summary = ingest_structures(wh, path, dataset="bench", level_of_theory="EMT")
+    seconds = time.perf_counter() - t0
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "detail": summary.line()}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--atoms", type=int, default=1_300_000, help="Atoms to generate (default 1.3M).")
+    ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "warehouse-bench")
+    ap.add_argument("--pg", default=os.environ.get("WAREHOUSE_BENCH_PG", DEFAULT_PG),
+                    help="PostgreSQL server URL ('' to skip PostgreSQL).")
+    ap.add_argument("--skip-incumbent", action="store_true", help="Time only the warehouse.")
+    ap.add_argument("--json", type=Path, help="Also write the results here.")
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        kind, path, url, lake = args.child
+        if kind == "incumbent":
+            _incumbent(path, url)
+        else:
+            _warehouse(path, url, lake)
+        return
+
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    data = args.workdir / f"emt-{args.atoms}.xyz"
+    if not data.exists():
+        t0 = time.perf_counter()
+        n = generate(data.with_suffix(".tmp.xyz"), args.atoms)
+        data.with_suffix(".tmp.xyz").rename(data)
+        print(f"generated {n} atoms in {time.perf_counter() - t0:.0f} s: {data}", file=sys.stderr)
+    from ase.io import iread
+
+    n_atoms = n_frames = 0
+    for a in iread(str(data), ":"):
+        n_atoms += len(a)
+        n_frames += 1
+    print(f"{data}: {n_frames} structures, {n_atoms} atoms, {data.stat().st_size / 1e6:.0f} MB",
+          file=sys.stderr)
+
+    me = [sys.executable, str(Path(__file__).resolve()), "--child"]
+    runs: dict[str, dict] = {}
+    engines = [("SQLite", None)] + ([("PostgreSQL", args.pg)] if args.pg else [])
+    for engine, pg in engines:
+        if not args.skip_incumbent:
+            if pg:
+                url = _pg_database(pg, "bench_asedb")
+            else:
+                (args.workdir / "asedb.db").unlink(missing_ok=True)
+                url = str(args.workdir / "asedb.db")
+            runs[f"ase.db -> {engine}"] = _timed([*me, "incumbent", str(data), url, "-"])
+        if pg:
+            url = _pg_database(pg, "bench_warehouse")
+        else:
+            for suffix in ("", "-wal", "-shm"):
+                (args.workdir / f"wh.sqlite{suffix}").unlink(missing_ok=True)
+            url = f"sqlite:///{args.workdir / 'wh.sqlite'}"
+        lake = args.workdir / f"lake-{engine}"
+        subprocess.run(["rm", "-rf", str(lake)], check=True)
+        runs[f"warehouse -> {engine}"] = _timed([*me, "warehouse", str(data), url, str(lake)])
+        print(f"  {engine} done", file=sys.stderr)
+
+    print(f"\n{n_frames} structures, {n_atoms} atoms (EMT-labelled fcc/bcc supercells, 32-250 atoms)\n")
+    print(f"| run | seconds | atoms/s | peak RSS (MB) | vs incumbent |")
+    print("|---|---:|---:|---:|---:|")
+    for name, r in runs.items():
+        engine = name.split("-> ")[1]
+        inc = runs.get(f"ase.db -> {engine}")
+        rate = n_atoms / r["wall_s"] if name.startswith("warehouse") else n_atoms / r["seconds"]
+        r["atoms_per_s"] = rate
+        ratio = ""
+        if name.startswith("warehouse") and inc:
+            ratio = f"{rate / inc['atoms_per_s']:.1f}x"
+        secs = r["wall_s"] if name.startswith("warehouse") else r["seconds"]
+        print(f"| {name} | {secs:.1f} | {rate:,.0f} | {r['peak_rss_mb']:.0f} | {ratio} |")
+    for name, r in runs.items():
+        if r.get("detail"):
+            print(f"\n{name}: {r['detail']}")
+    if args.json:
+        args.json.write_text(json.dumps({"n_atoms": n_atoms, "n_structures": n_frames, "runs": runs}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""The fast paths of the loader give exactly what the plain ones give."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.formula import Formula
+
+from ingest.bulk import SYMBOLS, composition, reduced_formula
+from warehouse.hashing import structure_hashes, structure_hashes_batch
+
+
+def test_reduced_formula_is_ases_metal_format() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        k = rng.integers(1, 6)
+        z = rng.choice(np.arange(1, 119), k, replace=False)
+        numbers = np.repeat(z, rng.integers(1, 30, k) * rng.integers(1, 4))
+        rng.shuffle(numbers)
+        symbols, counts = composition(numbers)
+        assert symbols == sorted(set(SYMBOLS[numbers].tolist()))
+        assert reduced_formula(symbols, counts) == \
+            Formula.from_list(list(SYMBOLS[numbers])).reduce()[0].format("metal")
+
+
+@pytest.mark.parametrize("pbc", [(True, True, True), (True, True, False), (False, False, False)])
+def test_batch_hashes_equal_one_by_one(pbc) -> None:
+    rng = np.random.default_rng(1)
+    frames = []
+    for _ in range(40):
+        n = int(rng.integers(1, 60))
+        cell = np.diag(rng.uniform(3, 12, 3)) + 0.3 * rng.standard_normal((3, 3))
+        pos = rng.uniform(-5, 15, (n, 3))
+        pos[: n // 3] = np.round(pos[: n // 3], 6)  # values on rounding boundaries too
+        frames.append((rng.integers(1, 90, n), pos, cell, np.array(pbc)))
+    hashes, free, orders = structure_hashes_batch(
+        np.concatenate([f[0] for f in frames]), np.concatenate([f[1] for f in frames]),
+        np.stack([f[2] for f in frames]), np.stack([f[3] for f in frames]),
+        np.array([len(f[0]) for f in frames]))
+    for k, f in enumerate(frames):
+        h, fr, order = structure_hashes(*f)
+        assert (h, fr) == (hashes[k], free[k]) and np.array_equal(order, orders[k])
