@@ -28,8 +28,10 @@ from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.errors import NoMatch, NotFound
 
-# Atoms per streamed batch: K members' float64 forces for 500k atoms is 12 MB per member.
+# Atoms per streamed batch for up to 10 members: K members' float64 forces for 500k atoms is
+# 12 MB per member; larger ensembles get proportionally smaller batches (same bytes per batch).
 BATCH_ATOMS = 500_000
+BATCH_MEMBERS = 10
 SYMBOLS = np.array(chemical_symbols)
 OK, MISSING, FAILED = 0, 1, 2
 
@@ -249,6 +251,7 @@ def _read_dataset(wh: Warehouse, name: str, model_ids: list[int], grades: str | 
     st["e_force"] = np.nan
     paths = _lake_paths(wh, st, ffile, gfile)
     atoms = []
+    batch_atoms = max(1, batch_atoms * BATCH_MEMBERS // max(len(model_ids), BATCH_MEMBERS))
     for rows in _batches(np.flatnonzero(f_status == "used"), n_atoms, batch_atoms):
         atoms.append(_force_batch(wh, st, rows, ffile, gfile, paths, f_status))
     st["energy_status"] = e_status
