@@ -6,6 +6,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,20 @@ class _Block:
     row_lines: list[int] = field(default_factory=list)
 
 
+def _fix_targets(args: list[str], units: str | None) -> dict[str, Any]:
+    """``temp Tstart Tstop`` and ``iso|aniso Pstart Pstop`` of a fix (pressure in GPa)."""
+    out: dict[str, Any] = {}
+    for i, tok in enumerate(args[:-2]):
+        a, b = args[i + 1], args[i + 2]
+        if not (_is_number(a) and _is_number(b)):
+            continue
+        if tok == "temp":
+            out["temp"] = (float(a), float(b))
+        elif tok in ("iso", "aniso") and (style := LAMMPS_UNIT_STYLES.get(units or "")):
+            out["press"] = float(b) * style[1]
+    return out
+
+
 def _is_number(tok: str) -> bool:
     try:
         float(tok)
@@ -61,6 +76,7 @@ def parse_lammps_log(path: str | Path, *, timestep_fs: float | None = None) -> l
     blocks: list[_Block] = []
     block: _Block | None = None
     pending: Stage | None = None
+    targets: dict[str, Any] = {}  # thermostat/barostat targets of the fixes seen so far
     for lineno, raw in enumerate(lines, 1):
         toks = raw.split()
         if not toks:
@@ -90,13 +106,18 @@ def parse_lammps_log(path: str | Path, *, timestep_fs: float | None = None) -> l
             every = int(toks[1])
         elif toks[0] == "fix" and len(toks) > 3:
             fixes[toks[1]] = toks[3]
+            targets.update(_fix_targets(toks[4:], units))
         elif toks[0] == "unfix" and len(toks) > 1:
             fixes.pop(toks[1], None)
         elif toks[0] in ("run", "minimize") and len(toks) > 1:
             n = int(float(toks[1])) if toks[0] == "run" and _is_number(toks[1]) else None
             kinds = [k for f in fixes.values() if (k := _LAMMPS_FIX_KINDS.get(f))]
             kind = "minimize" if toks[0] == "minimize" else ("+".join(dict.fromkeys(kinds)) or None)
-            pending = Stage(len(blocks) + 1, ",".join(fixes.values()) or None, kind, n, None, every)
+            thermostat = any(k in (kind or "") for k in ("NVT", "NPT"))
+            barostat = any(k in (kind or "") for k in ("NPT", "NPH"))
+            pending = Stage(len(blocks) + 1, ",".join(fixes.values()) or None, kind, n, None, every,
+                            targets.get("temp") if thermostat else None,
+                            targets.get("press") if barostat else None)
         elif toks[0] == "Step" and not any(_is_number(t) for t in toks):
             stage = pending or Stage(len(blocks) + 1, None, None, None, None, every)
             block = _Block(toks, [], stage, lineno)

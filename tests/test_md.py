@@ -131,6 +131,7 @@ def test_lammps_log_two_runs(tmp_path: Path) -> None:
     np.testing.assert_allclose(d.columns["pressure"], [0.1, 0.2, -0.05, -0.04, -0.03])  # bar->GPa
     assert d.units["pressure"] == "GPa" and d.units["total_energy"] == "eV"
     assert [s.kind for s in d.stages] == ["NVT", "NVE"]
+    assert d.stages[0].temperature_k == (300, 300) and d.meta["temperature_k"] == 300
     first, _, rest = LAMMPS_LOG.partition("unfix 1")
     rest = rest.replace("Step Temp PotEng TotEng Press", "Step Temp TotEng")
     for row in ("20   295  -349.5  -345.2   -500", "30   296  -349.6  -345.25  -400",
