@@ -5,7 +5,8 @@ energy MAE = mean_j |dE_j| and RMSE = sqrt(mean_j dE_j^2) with dE_j = (E_pred - 
 force MAE = sum |dF_ia| / (3 sum N_j) and RMSE = sqrt(sum dF_ia^2 / (3 sum N_j)) over the structures
 with force labels (per Cartesian component, atom-weighted); stress per Voigt component likewise.
 Reported in meV/atom, meV/Å and GPa. The reference of a dataset is its own level of theory.
-Every figure is an SQL aggregate of the per-structure error sums stored at ingest, except with
+Every figure is an SQL aggregate of the per-structure error sums stored at ingest, read from the
+rollup of pre-grouped sums when it is current (``queries.rollup``; same numbers), except with
 ``energy_offset="per-element"`` or ``ci``, which need the per-structure rows (fetched by
 :func:`queries.breakdowns.structure_errors`) and are computed in numpy.
 
