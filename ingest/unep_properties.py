@@ -13,6 +13,10 @@ Readers (pure; they yield :class:`ingest.properties.PropertyRecord`):
     frames: path 0 then path 1, 11 points each (the order of data.json, which this reproduces).
   * ``equilibrium_volume`` (Å^3/atom) and ``bulk_modulus`` (GPa) from a Birch-Murnaghan fit
     (ASE ``EquationOfState``) to the 11 E(V) points per element of ``eos/ref.xyz``.
+  * ``screw_path_energy`` (meV/cell), key = point, and its maximum ``peierls_barrier``, from
+    ``screw/ref.xyz`` (Mo, Ta, V, W): E_i - E_0 of cells one Burgers vector long holding a
+    screw-dislocation dipole. Per cell, not per dislocation: how many dislocations moved is the
+    source's business, so divide only when you know.
 
 - :func:`parse_unep_predictions`: a model's energies on those structures from a prediction
   fixture (``tests/fixtures/unep_v1/<model>.npz``: arrays ``set``, ``frame``, ``energy``,
@@ -133,10 +137,32 @@ def _eos_fits(frames: tuple, energy: np.ndarray, source: str, st: str) -> Iterat
                              extra)
 
 
+def _screw(frames: tuple, energy: np.ndarray, source: str, st: str) -> Iterator[PropertyRecord]:
+    """Screw-dislocation glide path: E_i - E_0 per cell, and its maximum (the Peierls barrier)."""
+    by_el: dict[str, list[int]] = {}
+    for i, f in enumerate(frames):
+        by_el.setdefault(f[0], []).append(i)
+    for el, idx in by_el.items():
+        e = energy[idx]
+        if len(idx) < 3 or not np.isfinite(e).all():
+            continue
+        path = (e - e[0]) * 1000
+        extra = {"from": "screw/ref.xyz energies", "n_points": len(idx),
+                 "per": "simulation cell: one Burgers vector of line, a dislocation dipole"}
+        for i, v in enumerate(path):
+            yield PropertyRecord(el, "screw_path_energy", f"{i:02d}", float(v), "meV/cell",
+                                 source, st, None, {**extra, "fraction": i / (len(idx) - 1)})
+        yield PropertyRecord(el, "peierls_barrier", None, float(path.max()), "meV/cell", source,
+                             st, None, extra)
+
+
+DERIVED = (("stacking_fault", _gsfe), ("eos", _eos_fits), ("screw", _screw))
+
+
 def parse_unep_reference(ref_dir: str | Path, *, reference: str = UNEP_LEVEL) -> Iterator[PropertyRecord]:
     """DFT stacking-fault energies and EOS fits from the ``ref.xyz`` labels of ``ref_dir``."""
     ref_dir = Path(ref_dir)
-    for name, derive in (("stacking_fault", _gsfe), ("eos", _eos_fits)):
+    for name, derive in DERIVED:
         frames = _frames(ref_dir, name)
         yield from derive(frames, np.array([f[4] for f in frames]), reference, "level_of_theory")
 
@@ -154,7 +180,7 @@ def parse_unep_predictions(path: str | Path, *, ref_dir: str | Path | None,
     except (OSError, KeyError, ValueError) as exc:
         raise IngestError(f"not a prediction fixture with set/frame/energy/status ({exc})",
                           path=path) from exc
-    for name, derive in (("stacking_fault", _gsfe), ("eos", _eos_fits)):
+    for name, derive in DERIVED:
         frames = _frames(Path(ref_dir), name)
         e = np.full(len(frames), np.nan)
         sel = (sets == name) & (status == "ok")

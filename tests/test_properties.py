@@ -159,6 +159,10 @@ def test_nine_models_property_parity(wh, cli, shared_data) -> None:
             err = (pairs["model_value"] - pairs["reference_value"]).to_numpy()
             assert s.loc[(prop, model), "mae"] == pytest.approx(np.abs(err).mean(), rel=1e-12)
             assert s.loc[(prop, model), "rmse"] == pytest.approx(np.sqrt((err ** 2).mean()), rel=1e-12)
+    peierls = rep.table[rep.table["property"] == "peierls_barrier"]
+    assert sorted(peierls["material"].unique()) == ["Mo", "Ta", "V", "W"]
+    dft_w = peierls[peierls["material"] == "W"]["reference_value"].iloc[0]
+    assert dft_w == pytest.approx(187.2, abs=0.1)  # max of (E_i - E_0) along screw/ref.xyz, W
     b = rep.table[(rep.table["property"] == "bulk_modulus") & (rep.table["material"] == "Cu")]
     b = b.set_index("model")
     assert b.loc["unep-v1", "reference_value"] == pytest.approx(137, abs=5)  # PBE Cu, ~140 GPa
