@@ -153,3 +153,16 @@ def test_plot_uq_writes_a_figure(unep, tmp_path, suffix):
     assert out.stat().st_size > 10_000
     bad = _run(unep, "plot", "uq", "-e", "unep8", "-d", DATASET, "--out", tmp_path / "x.txt")
     assert bad.exit_code == 1 and ".png" in bad.output
+
+
+def test_threshold_by_value_in_report_units(unep):
+    data = read_ensemble_uq(unep[0], ensemble="unep8", datasets=[DATASET])
+    res = _run(unep, "uq", "-e", "unep8", "-d", DATASET, "--show", "threshold", "--threshold", "50",
+               "--level", "atom", "--high-error-fraction", "0.05", "-f", "json")
+    assert res.exit_code == 0, res.output
+    (r,) = json.loads(res.stdout)
+    flagged = data.atom_u * 1000 > 50  # meV/Å
+    high = data.atom_e >= np.sort(data.atom_e)[::-1][int(np.ceil(0.05 * len(data.atom_e))) - 1]
+    assert (r["rule"], r["n_flagged"], r["n_high"]) == ("U > 50", flagged.sum(), high.sum())
+    assert r["n_caught"] == (flagged & high).sum()
+    assert r["mean_e_flagged"] == pytest.approx(1000 * data.atom_e[flagged].mean(), rel=1e-12)
