@@ -85,6 +85,18 @@ def _observables(wh: Warehouse, run_ids: Sequence[int], names: Sequence[str]) ->
     return _read(wh, stmt)
 
 
+def _drift_observables(wh: Warehouse, run_ids: Sequence[int]) -> pd.DataFrame:
+    """Drift observables with their name split: ``energy_drift_max@stage3`` -> base, part."""
+    o = m.MDObservable
+    stmt = select(o.md_run_id, o.name, o.value).where(
+        o.md_run_id.in_([int(i) for i in run_ids]),
+        o.name.in_([DRIFT_MAX, DRIFT_SLOPE]) | o.name.like(f"{DRIFT_MAX}@%")
+        | o.name.like(f"{DRIFT_SLOPE}@%"))
+    df = _read(wh, stmt)
+    parts = df["name"].str.partition("@")
+    return df.assign(base=parts[0], part=parts[2])
+
+
 def _status(extra: object) -> str:
     return (extra or {}).get("status", "ok") if isinstance(extra, dict) else "ok"
 
@@ -98,22 +110,27 @@ def drift_table(wh: Warehouse, *, models: Sequence[str] = (), systems: Sequence[
     rs = runs(wh, models=models, systems=systems)
     if rs.empty:
         raise NoMatch("no MD runs match these filters; `warehouse ingest md` stores them")
-    obs = _observables(wh, rs["md_run_id"], [DRIFT_MAX, DRIFT_SLOPE])
+    obs = _drift_observables(wh, rs["md_run_id"])
     rs["status"] = rs["extra"].map(_status)
     keep = rs[rs["md_run_id"].isin(obs["md_run_id"]) | (rs["status"] != "ok")]
     if keep.empty:
         raise NoMatch("no MD run with an energy drift (an NVE stage with a known atom count)"
                       " matches these filters")
-    wide = obs.pivot_table(index="md_run_id", columns="name", values="value", aggfunc="first")
-    table = keep.merge(wide, left_on="md_run_id", right_index=True, how="left")
+    # one row per run and NVE part: "" for the run's one NVE stage, else "stage<k>" or a series
+    wide = obs.pivot_table(index=["md_run_id", "part"], columns="base", values="value",
+                           aggfunc="first").reset_index()
+    table = keep.merge(wide, on="md_run_id", how="left")
     for col in (DRIFT_MAX, DRIFT_SLOPE):
         if col not in table:
             table[col] = np.nan
+    table["part"] = table["part"].replace("", None)
     table["drift_max_mev_per_atom"] = 1000 * table[DRIFT_MAX]
     table["drift_slope_mev_per_atom_per_ps"] = 1000 * table[DRIFT_SLOPE]
-    cols = ["model", "system", "temperature_k", "label", "ensemble", "timestep_fs", "n_atoms",
-            "drift_max_mev_per_atom", "drift_slope_mev_per_atom_per_ps", "status", "md_run_id"]
-    table = table[cols].sort_values(["model", "system", "temperature_k", "label"], kind="stable")
+    cols = ["model", "system", "temperature_k", "label", "part", "ensemble", "timestep_fs",
+            "n_atoms", "drift_max_mev_per_atom", "drift_slope_mev_per_atom_per_ps", "status",
+            "md_run_id"]
+    table = table[cols].sort_values(["model", "system", "temperature_k", "label", "part"],
+                                    kind="stable")
     notes = ["drift_max = max_t |E(t)-E(t0)|/N; drift_slope = least-squares slope of E(t)/N"
              " against t; both over the NVE part of each run (see each observable's method)"]
     return MDReport(table.reset_index(drop=True), notes)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -391,3 +392,14 @@ def test_gpumd_nvt_then_nve_drift_per_stage(wh, tmp_path: Path) -> None:
     assert "energy_drift_max@stage1" not in obs
     (row,) = drift_table(wh).table.to_dict("records")
     assert (row["ensemble"], row["temperature_k"], row["n_atoms"]) == ("NVT+NVE", 1000, n_atoms)
+    assert pd.isna(row["part"])  # the run's one NVE stage: no part name
+    # two NVE stages: each gets its own drift, named by stage, and its own row in the table
+    (tmp_path / "run.in").write_text(
+        "time_step 1\nensemble nvt_lan 1000 1000 100\ndump_thermo 100\nrun 1000\n"
+        "ensemble nve\ndump_thermo 100\nrun 2500\nensemble nve\ndump_thermo 100\nrun 2500\n")
+    ingest_md(wh, tmp_path, RunOptions(model="nep", system="HEA", label="two-nve"))
+    rows = drift_table(wh).table
+    two = rows[rows["label"] == "two-nve"]
+    assert list(two["part"]) == ["stage2", "stage3"]
+    e3 = energy_nve[25:] / n_atoms
+    assert two["drift_max_mev_per_atom"].iloc[1] == pytest.approx(1000 * np.abs(e3 - e3[0]).max())
