@@ -39,9 +39,11 @@ def plot_drift(df: pd.DataFrame, out: str | Path, *, column: str = "drift_max_me
         raise NoMatch("no drift rows to plot")
     fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
     ok = df[df[column].notna()]
-    for (model, system), part in ok.groupby(["model", "system"], dropna=False):
-        part = part.sort_values("temperature_k")
-        ax.plot(part["temperature_k"], np.abs(part[column]), marker="o", label=f"{model} / {system}")
+    keys = ["model", "system", "part"] if "part" in ok else ["model", "system"]
+    for key, rows in ok.groupby(keys, dropna=False):
+        rows = rows.sort_values("temperature_k")
+        label = " / ".join(str(k) for k in key if isinstance(k, str))
+        ax.plot(rows["temperature_k"], np.abs(rows[column]), marker="o", label=label)
     failed = df[df["status"] != "ok"]
     if not failed.empty:
         top = np.nanmax(np.abs(ok[column])) * 3 if not ok.empty else 1.0
