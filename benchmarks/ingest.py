@@ -12,7 +12,7 @@ extended XYZ, then times, each in its own process (peak RSS from the kernel's ru
 Run:  nice python benchmarks/ingest.py            (about 1.3M atoms; ~5 min the first time)
       python benchmarks/ingest.py --atoms 100000  (a quick look)
 PostgreSQL: --pg postgresql://postgres@127.0.0.1:5432/postgres (a server where databases can be
-created; the incumbent needs psycopg2: ``pip install mlip-warehouse[bench]``).
+created; the incumbent needs ASE's PostgreSQL backend: ``pip install mlip-warehouse[bench]``).
 """
 
 from __future__ import annotations
@@ -120,6 +120,7 @@ def _incumbent(path: str, url: str) -> None:
     from ase.io import read
 
     frames = read(path, ":")
+    url = url.replace("postgresql+psycopg://", "postgresql://")  # ase.db's backend: psycopg2
     t0 = time.perf_counter()
     db = ase.db.connect(url, type="postgresql" if url.startswith("postgres") else "db",
                         append=False)
@@ -197,7 +198,7 @@ def main() -> None:
         lake = args.workdir / f"lake-{engine}"
         subprocess.run(["rm", "-rf", str(lake)], check=True)
         runs[f"warehouse -> {engine}"] = _timed([*me, "warehouse", str(data), url, str(lake)])
-        print(f"  {engine} done", file=sys.stderr)
+        print(f"  {engine}: {json.dumps(runs)}", file=sys.stderr)
 
     print(f"\n{n_frames} structures, {n_atoms} atoms (EMT-labelled fcc/bcc supercells, 32-250 atoms)\n")
     print(f"| run | seconds | atoms/s | peak RSS (MB) | vs incumbent |")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +35,28 @@ def _ingest_group(ctx: typer.Context) -> None:
 
 
 
+class Progress:
+    """Structures and atoms per second on one self-rewriting stderr line, on a terminal only."""
+
+    def __init__(self, *, enabled: bool | None = None) -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.start = time.perf_counter()
+        self.structures = self.atoms = 0
+
+    def __call__(self, n_structures: int, n_atoms: int) -> None:
+        self.structures += n_structures
+        self.atoms += n_atoms
+        if self.enabled:
+            dt = max(time.perf_counter() - self.start, 1e-9)
+            sys.stderr.write(f"\r  {self.structures:,} structures, {self.atoms:,} atoms"
+                             f"  ({self.structures / dt:,.0f} structures/s, {self.atoms / dt:,.0f} atoms/s)")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled and self.structures:
+            sys.stderr.write("\n")
+
+
 LevelOpt = Annotated[str | None, typer.Option(
     "--level-of-theory", "-l", help="Name of the reference's level of theory (e.g. VASP-PBE-520eV).")]
 
@@ -58,10 +82,14 @@ def structures(
     """
     from ingest.api import ingest_structures
 
-    with open_from(ctx) as wh:
-        summary = ingest_structures(wh, path, dataset=dataset, level_of_theory=level_of_theory,
-                                    subset=subset, split=split, fmt=fmt, trust_pickle=trust_pickle,
-                                    argv=argv())
+    progress = Progress()
+    try:
+        with open_from(ctx) as wh:
+            summary = ingest_structures(wh, path, dataset=dataset, level_of_theory=level_of_theory,
+                                        subset=subset, split=split, fmt=fmt,
+                                        trust_pickle=trust_pickle, argv=argv(), progress=progress)
+    finally:
+        progress.done()
     typer.echo(summary.line())
 
 

@@ -63,8 +63,11 @@ def ingest_structures(
     fmt: str | None = None,
     trust_pickle: bool = False,
     argv: list[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> IngestSummary:
     """Store the structures of ``path`` in ``dataset`` with their labels as references.
+
+    ``progress(n_structures, n_atoms)`` is called after each stored batch.
 
     VASP outputs name their own level of theory (e.g. ``VASP-PBE-520eV``) unless one is given.
     A pickle is read only with ``trust_pickle`` (unpickling can run arbitrary code).
@@ -88,7 +91,8 @@ def ingest_structures(
         ds = ld.dataset(dataset, level)
         reader = (parse_pickle(path, trust=True) if fmt == "pickle"
                   else STRUCTURE_READERS[fmt](path))
-        ld.add_frames(reader, dataset_id=ds, level_id=level, path=path, subset=subset, split=split)
+        ld.add_frames(reader, dataset_id=ds, level_id=level, path=path, subset=subset, split=split,
+                      progress=progress)
     return ld.summary
 
 

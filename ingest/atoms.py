@@ -15,6 +15,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers
 
+from ingest.bulk import det3
 from warehouse.records import Frame, Labels
 from warehouse.errors import IngestError
 from warehouse.units import ase_stress_to_gpa, virial_to_stress_gpa
@@ -141,7 +142,7 @@ def labels_from_atoms(atoms: Atoms, *, use_calculator: bool = True,
                       keys: LabelKeys = DEFAULT_KEYS) -> Labels:
     """Collect energy, forces and stress in warehouse units (see ``warehouse.units``)."""
     results = _calc_results(atoms) if use_calculator else {}
-    volume = abs(float(np.linalg.det(atoms.cell.array))) or None
+    volume = abs(det3(atoms.cell.array)) or None
     return labels_from_mappings(results, atoms.info, dict(atoms.arrays), volume, keys)
 
 
@@ -203,7 +204,7 @@ def frame_from_dicts(natoms: int, info: dict[str, Any], arrays: dict[str, Any], 
     results = {k: info.pop(k) for k in ("energy", "free_energy", "stress") if k in info}
     if "forces" in arrays:
         results["forces"] = arrays["forces"]
-    volume = abs(float(np.linalg.det(cell))) or None
+    volume = abs(det3(cell)) or None
     _, config_type = _first(info, ("config_type",))
     _, weight = _first(info, ("weight",))
     try:

@@ -28,7 +28,7 @@ from ase.data import chemical_symbols
 from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from ingest.bulk import allocate_ids, as_float, bulk_insert, composition, reduced_formula
+from ingest.bulk import allocate_ids, as_float, bulk_insert, composition, det3, reduced_formula
 from warehouse.records import Frame, Labels, PredictionFrame
 from warehouse import models as m
 from warehouse.core import Warehouse
@@ -298,7 +298,7 @@ class Loader:
                 sid, hashes[i], free[i], f.n_atoms, reduced_formula(symbols, counts),
                 ",".join(symbols), len(symbols), f.cell.tolist(),
                 "".join("T" if p else "F" for p in f.pbc.tolist()),
-                float(abs(np.linalg.det(f.cell))) if full else None, lf.id, self.run.id,
+                abs(det3(f.cell)) if full else None, lf.id, self.run.id,
             ))
             elements += [(sid, e, c) for e, c in zip(symbols, counts, strict=True)]
         bulk_insert(conn, m.Structure.__table__, STRUCTURE_COLS, rows)

@@ -40,3 +40,17 @@ def test_batch_hashes_equal_one_by_one(pbc) -> None:
     for k, f in enumerate(frames):
         h, fr, order = structure_hashes(*f)
         assert (h, fr) == (hashes[k], free[k]) and np.array_equal(order, orders[k])
+
+
+def test_progress_counts_and_is_quiet_off_a_terminal(capsys) -> None:
+    from cli.ingest import Progress
+
+    quiet = Progress(enabled=False)
+    quiet(3, 300)
+    quiet.done()
+    assert capsys.readouterr().err == "" and (quiet.structures, quiet.atoms) == (3, 300)
+    loud = Progress(enabled=True)
+    loud(2, 100)
+    loud.done()
+    err = capsys.readouterr().err
+    assert "2 structures, 100 atoms" in err and "atoms/s" in err and err.endswith("\n")
