@@ -26,8 +26,12 @@ COUNTED_TABLES = (
     m.Model,
     m.Prediction,
     m.Ensemble,
+    m.AtomGrades,
+    m.TrainingRecord,
     m.Timing,
     m.MDRun,
+    m.MDSeries,
+    m.MDObservable,
     m.Property,
     m.LakeFile,
 )
