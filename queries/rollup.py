@@ -7,9 +7,10 @@ It is a cache of exact SQL sums, never a source of truth:
 * :func:`catalog_state` summarises what the sums depend on (the latest successful ingest run
   and the row counts of predictions, members, references, models and datasets). Every ingest
   adds an ingest run; deletions change a count.
-* :func:`ensure_fresh` rebuilds the whole rollup in one transaction when its stored state is
-  not the current one (the first leaderboard after an ingest pays for it), under a table lock on
-  PostgreSQL so concurrent callers do not build it twice. When the rollup cannot be written (a
+* :func:`ensure_fresh` rebuilds the whole rollup when its stored state is not the current one
+  (the first leaderboard after an ingest pays for it): rows computed from one read snapshot,
+  written in a short transaction (under a table lock on PostgreSQL) only if the state is still
+  the same. When the rollup cannot be written (a
   read-only role, a SQLite file opened read-only, a writer holding the lock too long) the
   leaderboard falls back to the live query, which gives the same numbers.
 * :func:`rollup_frames` answers a :class:`~queries.breakdowns.Selection` from the rollup in the
@@ -144,20 +145,30 @@ def _records(df: pd.DataFrame, state: str) -> list[dict]:
 
 
 def ensure_fresh(wh: Warehouse) -> bool:
-    """True when the rollup matches the catalog (rebuilding it if needed and possible)."""
-    with wh.engine.connect() as conn:
+    """True when the rollup matches the catalog (rebuilding it if needed and possible).
+
+    The rows are computed from one read snapshot, outside any write transaction, so a rebuild
+    (tens of seconds at DESIGN.md scale) never holds the SQLite write lock an ingest waits for;
+    they are written in a short transaction only if the catalog has not changed meanwhile.
+    """
+    read = wh.engine.connect()
+    if wh.dialect == "postgresql":  # state and rows from one snapshot
+        read = read.execution_options(isolation_level="REPEATABLE READ")
+    with read as conn:
         state = catalog_state(conn)
         if conn.scalar(select(R.state).limit(1)) == state:
             return True
+        rows = rollup_rows(conn)
+    records = _records(rows, state)
     try:
         with wh.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
+            if conn.dialect.name == "postgresql":  # one writer at a time
                 conn.execute(text("LOCK TABLE leaderboard_rollup IN EXCLUSIVE MODE"))
-            state = catalog_state(conn)
+            if catalog_state(conn) != state:
+                return False  # an ingest landed while we computed: answer live this time
             if conn.scalar(select(R.state).limit(1)) == state:
-                return True
+                return True  # another caller wrote the same rows first
             conn.execute(delete(R))
-            records = _records(rollup_rows(conn), state)
             for i in range(0, len(records), 5000):
                 conn.execute(insert(R), records[i:i + 5000])
         return True

@@ -19,7 +19,7 @@ from leaderboard_helpers import (
     unep_metrics,
 )
 from queries.leaderboard import COLUMNS, METRICS, leaderboard, leaderboard_report
-from unep_fixtures import DATASET, fixture_rows
+from unep_fixtures import DATASET, fixture_rows, ingest_unep
 from warehouse import open_warehouse
 from warehouse.errors import NoMatch
 
@@ -272,8 +272,6 @@ def test_rollup_and_live_query_agree(lw, options):
 
 def test_rollup_follows_new_ingests(tmp_path, db_url, shared_data):
     """A leaderboard after an ingest includes it: the stale rollup is rebuilt, not used."""
-    from unep_fixtures import ingest_unep
-
     with open_warehouse(db_url, str(tmp_path / "lake")) as w:
         ingest_unep(w, shared_data, models=("unep-v1",), sets=("eos",))
         first = leaderboard(w)
@@ -306,3 +304,27 @@ def test_python_api_documented_columns(loaded):
     rmse = 1000 * np.sqrt(per["f_sq"].sum() / per["f_n"].sum())
     assert rmse == pytest.approx(table["force_rmse"].iloc[0], rel=1e-12)
     assert list(table.columns) == COLUMNS
+
+
+def test_rollup_not_written_when_an_ingest_lands_meanwhile(tmp_path, db_url, shared_data, monkeypatch):
+    """Rows computed from a snapshot the catalog has since moved past are thrown away."""
+    import queries.rollup as rollup
+    from sqlalchemy import text
+
+    with open_warehouse(db_url, str(tmp_path / "lake")) as w:
+        ingest_unep(w, shared_data, models=("unep-v1",), sets=("eos",))
+        real = rollup.rollup_rows
+
+        def racing(conn):
+            rows = real(conn)
+            with w.engine.begin() as other:  # "an ingest" commits while we compute
+                other.execute(text("INSERT INTO models (name) VALUES ('newcomer')"))
+            return rows
+
+        monkeypatch.setattr(rollup, "rollup_rows", racing)
+        assert rollup.ensure_fresh(w) is False
+        with w.engine.connect() as conn:
+            assert conn.scalar(text("SELECT count(*) FROM leaderboard_rollup")) == 0
+        monkeypatch.setattr(rollup, "rollup_rows", real)
+        table = leaderboard(w)  # rebuilt now, same numbers as live
+        pd.testing.assert_frame_equal(table, leaderboard(w, use_rollup=False)[COLUMNS], rtol=1e-12)
