@@ -58,8 +58,11 @@ def best_mask(df: pd.DataFrame, best: Sequence[str], group: Sequence[str]) -> pd
     return mask
 
 
-def to_text_table(df: pd.DataFrame, *, digits: int = 3, stamp: str | None = None) -> str:
-    cells = [[str(c) for c in df.columns]] + [
+def to_text_table(
+    df: pd.DataFrame, *, digits: int = 3, stamp: str | None = None,
+    units: Mapping[str, str] | None = None,
+) -> str:
+    cells = [_header(df, units or {})] + [
         [cell(v, digits) for v in row] for row in df.itertuples(index=False)
     ]
     widths = [max(len(r[i]) for r in cells) for i in range(len(df.columns))]
@@ -181,10 +184,11 @@ def render_table(
                        notes=notes)
     lines = "".join(f"\n{'- ' if fmt == 'md' else ''}{n}" for n in notes)
     if fmt == "md":
-        return to_markdown(df, digits=digits, units=units, best=best, group=group,
-                           stamp=stamp) + ("\n" + lines if notes else "")
+        text = to_markdown(df, digits=digits, units=units, best=best, group=group)
+        return text + ("\n" + lines if notes else "") + (f"\n\n<sub>{stamp}</sub>" if stamp else "")
     if fmt == "table":
-        return to_text_table(df, digits=digits, stamp=stamp) + ("\n" + lines if notes else "")
+        text = to_text_table(df, digits=digits, units=units)
+        return text + ("\n" + lines if notes else "") + (f"\n\n{stamp}" if stamp else "")
     raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 

@@ -179,6 +179,11 @@ def leaderboard_report(
         _replace_energy_metrics(table, per_structure, keys)
         report.notes.append("energy errors after a per-element least-squares shift fitted per"
                             " model and dataset (shifts reported with the table)")
+        k = report.offsets.groupby(["model", "dataset"])["element"].transform("size")
+        if (under := report.offsets[report.offsets["rank"] < k]).size:
+            pairs = sorted({f"{a}/{b}" for a, b in zip(under["model"], under["dataset"], strict=True)})
+            report.notes.append("compositions do not determine every shift for " + ", ".join(pairs)
+                                + ": the minimum-norm shifts are shown (errors are unaffected)")
     if ci:
         cis = bootstrap_metrics(per_structure, keys=["model", "dataset", *keys], level=ci,
                                 seed=seed, n_boot=n_boot)
