@@ -138,3 +138,21 @@ def test_grant_readonly(cli, db_url, filled, lake_path):
             conn.execute(text(f'DROP OWNED BY "{role}"'))
             conn.execute(text(f'DROP ROLE "{role}"'))
         admin.dispose()
+
+
+def test_both_engines_give_the_same_numbers(filled, shared_data, tmp_path):
+    """On the PostgreSQL run, rebuild the same warehouse on SQLite and compare view and API."""
+    if filled.dialect != "postgresql":
+        pytest.skip("compares PostgreSQL with SQLite; runs when WAREHOUSE_TEST_URL is set")
+    from ingest.api import ingest_gpumd
+
+    with open_warehouse(f"sqlite:///{tmp_path / 'other.sqlite'}", str(tmp_path / "lake2")) as lite:
+        ingest_gpumd(lite, shared_data / "gpumd" / "nep_train_PbTe", model="pbte-nep", dataset="pbte")
+        ingest_unep(lite, shared_data, models=("unep-v1", "eam-zhou", GAPPY), sets=("eos", "screw"),
+                    omit={GAPPY: OMIT}, fail={GAPPY: FAIL})
+        for options in ({}, {"by": ["element"]}, {"by": ["subset"], "pool": True}):
+            pd.testing.assert_frame_equal(leaderboard(lite, **options), leaderboard(filled, **options),
+                                          rtol=1e-12, check_dtype=False)
+        order = "SELECT * FROM v_leaderboard ORDER BY dataset, model"
+        pd.testing.assert_frame_equal(_sql(lite, order), _sql(filled, order), rtol=1e-12,
+                                      check_dtype=False)
