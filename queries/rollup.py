@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, String, delete, func, insert, literal, select, text
+from sqlalchemy import Connection, String, delete, func, insert, literal, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from queries.breakdowns import Selection, members
@@ -34,15 +34,53 @@ SUMS = ("n_predicted", "n_failed", "n_energy", "e_abs", "e_sq", "f_abs", "f_sq",
         "s_sq", "s_n", "id_sum")
 
 
-def catalog_state(conn: Connection) -> str:
-    """A short text that changes whenever anything the leaderboard sums depend on changes."""
+STATE_FIELDS = ("run", "predictions", "members", "references", "models", "datasets")
+
+
+def state_counts(conn: Connection) -> tuple[int, ...]:
+    """(latest ok ingest run, then row counts of predictions, members, references, models,
+    datasets): what the leaderboard sums depend on."""
     q = select(
         select(func.max(m.IngestRun.id)).where(m.IngestRun.status == "ok").scalar_subquery(),
         *(select(func.count()).select_from(t).scalar_subquery()
           for t in (m.Prediction, m.DatasetMember, m.Reference, m.Model, m.Dataset)),
     )
-    run, *counts = conn.execute(q).one()
-    return f"run{run or 0}:" + ":".join(map(str, counts))
+    return tuple(int(v or 0) for v in conn.execute(q).one())
+
+
+def catalog_state(conn: Connection) -> str:
+    """A short text that changes whenever anything the leaderboard sums depend on changes."""
+    run, *counts = state_counts(conn)
+    return f"run{run}:" + ":".join(map(str, counts))
+
+
+def _parse_state(text_: str | None) -> tuple[int, ...] | None:
+    try:
+        run, *counts = text_.split(":")
+        return (int(run.removeprefix("run")), *map(int, counts))
+    except (AttributeError, ValueError):
+        return None
+
+
+def changed_models(conn: Connection, built: str | None) -> list[int] | None:
+    """The models whose rows alone need rebuilding, or None when everything does.
+
+    Only predictions added since the build (the usual "evaluate one more model" ingest) allow
+    a partial rebuild: members, references and datasets unchanged, and the prediction count
+    grown by exactly the predictions of later ingest runs (so none was deleted).
+    """
+    old, now = _parse_state(built), state_counts(conn)
+    if old is None or len(old) != len(now) or old[2:4] != now[2:4] or old[5] != now[5]:
+        return None
+    if now[4] < old[4]:  # a model was deleted
+        return None
+    q = select(func.count(), func.count(func.distinct(m.Prediction.model_id))).where(
+        m.Prediction.ingest_run_id > old[0])
+    n_new, _ = conn.execute(q).one()
+    if old[1] + n_new != now[1]:
+        return None
+    return list(conn.scalars(select(m.Prediction.model_id).where(
+        m.Prediction.ingest_run_id > old[0]).distinct()))
 
 
 def _columns() -> list[str]:
@@ -81,8 +119,9 @@ def _aggregate(df: pd.DataFrame, keys: list[str], *, counts: bool, forces: bool,
     return out.reset_index()
 
 
-def rollup_rows(conn: Connection) -> pd.DataFrame:
-    """Every rollup row, computed with hash joins in pandas from plain table scans.
+def rollup_rows(conn: Connection, models: list[int] | None = None) -> pd.DataFrame:
+    """Every rollup row (or, with ``models``, those models' rows only), computed with hash joins
+    in pandas from plain table scans.
 
     A join of millions of prediction rows costs SQLite one B-tree lookup per row and table
     (minutes at DESIGN.md scale); scanning each table once and joining in memory takes seconds.
@@ -106,10 +145,18 @@ def rollup_rows(conn: Connection) -> pd.DataFrame:
         mem.merge(se, on="structure_id").groupby([*whole_keys, "element"], dropna=False)
         .agg(n_structures=("structure_id", "size"), n_atoms=("count", "sum")).reset_index(),
     ]
-    p = _frame(conn, "SELECT id, model_id, structure_id, status, ingest_run_id FROM predictions",
+    only = p_only = ""
+    if models is not None:  # ids come from the catalog, not from a user
+        ids = ", ".join(str(int(i)) for i in models) or "NULL"
+        p_only = f" WHERE model_id IN ({ids})"
+        only = f" WHERE prediction_id IN (SELECT id FROM predictions{p_only})"
+        expected = []
+    p = _frame(conn, "SELECT id, model_id, structure_id, status, ingest_run_id FROM predictions"
+               + p_only,
                ["prediction_id", "model_id", "structure_id", "status", "ingest_run_id"])
     pe = _frame(conn, "SELECT prediction_id, reference_id, energy_diff_per_atom, force_abs_sum,"
-                " force_sq_sum, force_n, stress_abs_sum, stress_sq_sum, stress_n FROM prediction_errors",
+                " force_sq_sum, force_n, stress_abs_sum, stress_sq_sum, stress_n FROM prediction_errors"
+                + only,
                 ["prediction_id", "reference_id", "e", "f_abs", "f_sq", "f_n", "s_abs", "s_sq", "s_n"])
     pe = pe.astype({c: float for c in ("e", "f_abs", "f_sq", "s_abs", "s_sq")})
     pe["e_abs"], pe["e_sq"] = pe["e"].abs(), pe["e"] ** 2
@@ -123,14 +170,14 @@ def rollup_rows(conn: Connection) -> pd.DataFrame:
     parts.append(_aggregate(by_el, [*keys, "element"], counts=True, forces=False, energy=True))
     del by_el
     pee = _frame(conn, "SELECT prediction_id, reference_id, element, force_abs_sum, force_sq_sum,"
-                 " force_n FROM prediction_element_errors",
+                 " force_n FROM prediction_element_errors" + only,
                  ["prediction_id", "reference_id", "element", "f_abs", "f_sq", "f_n"])
     pee = pee.merge(rows[["prediction_id", "reference_id", *keys]], on=["prediction_id", "reference_id"])
     parts.append(_aggregate(pee.astype({"f_abs": float, "f_sq": float}), [*keys, "element"],
                             counts=False, forces=True, energy=False))
     out = pd.concat([*parts, *expected], ignore_index=True)
     for c in ("n_structures", "n_atoms", "n_predicted", "n_failed", "n_energy", "f_n", "s_n", "id_sum"):
-        out[c] = out[c].fillna(0).astype("int64")
+        out[c] = out[c].fillna(0).astype("int64") if c in out else 0
     return out.astype({"model_id": "Int64", "max_run": "Int64", "dataset_id": "int64",
                        "n_elements": "int64"})
 
@@ -156,9 +203,11 @@ def ensure_fresh(wh: Warehouse) -> bool:
         read = read.execution_options(isolation_level="REPEATABLE READ")
     with read as conn:
         state = catalog_state(conn)
-        if conn.scalar(select(R.state).limit(1)) == state:
+        built = conn.scalar(select(R.state).limit(1))
+        if built == state:
             return True
-        rows = rollup_rows(conn)
+        models = changed_models(conn, built)
+        rows = rollup_rows(conn, models)
     records = _records(rows, state)
     try:
         with wh.engine.begin() as conn:
@@ -166,9 +215,16 @@ def ensure_fresh(wh: Warehouse) -> bool:
                 conn.execute(text("LOCK TABLE leaderboard_rollup IN EXCLUSIVE MODE"))
             if catalog_state(conn) != state:
                 return False  # an ingest landed while we computed: answer live this time
-            if conn.scalar(select(R.state).limit(1)) == state:
+            now_built = conn.scalar(select(R.state).limit(1))
+            if now_built == state:
                 return True  # another caller wrote the same rows first
-            conn.execute(delete(R))
+            if now_built != built:
+                return False  # another caller rebuilt from another base: ours may not fit
+            if models is None:
+                conn.execute(delete(R))
+            else:  # only these models' rows changed; the others are re-tagged as current
+                conn.execute(delete(R).where(R.model_id.in_(models)))
+                conn.execute(update(R).values(state=state))
             for i in range(0, len(records), 5000):
                 conn.execute(insert(R), records[i:i + 5000])
         return True
