@@ -685,11 +685,16 @@ def ingest_run(
 ) -> Iterator[Loader]:
     """One ingest, one transaction: yields a :class:`Loader`; commits, or undoes everything."""
     run = new_run(kind, source_uri=source, source_sha256=source_sha256, argv=argv, notes=notes)
+    fields = {c: getattr(run, c) for c in _RUN_FIELDS}  # kept apart from the ORM object
     session = Session(wh.engine, expire_on_commit=False)
     lake_txn = None
+    run_id = None
+    raw = None
     try:
         session.add(run)
         session.flush()
+        run_id = run.id
+        raw = session.connection().connection.dbapi_connection
         lake_txn = LakeTransaction(wh.lake, run.id)
         loader = Loader(wh, session, lake_txn, run)
         yield loader
@@ -697,26 +702,49 @@ def ingest_run(
         run.counts = loader.summary.as_dict()
         session.commit()
     except BaseException as exc:
-        session.rollback()
-        if lake_txn is not None:
+        try:
+            session.rollback()
+        except Exception:  # a broken connection: the database undoes the transaction itself
+            pass
+        session.close()  # give the connection back before the failure row takes one
+        if raw is not None and wh.dialect == "sqlite":
+            # An interrupt inside a statement makes SQLAlchemy invalidate that connection without
+            # closing it (the traceback still references it): its open transaction would keep
+            # SQLite's write lock, and the failure row below would time out waiting for it.
+            try:
+                raw.rollback()
+            except Exception:  # already closed: no lock is held
+                pass
+        # An interrupt can land after COMMIT succeeded but before it returned: then the rows
+        # exist and their lake files must stay.
+        if lake_txn is not None and not _landed(wh, run_id):
             lake_txn.rollback()
-        _record_failure(wh, run, exc)
+        _record_failure(wh, fields, exc)
         raise
     finally:
         session.close()
 
 
-def _record_failure(wh: Warehouse, run: m.IngestRun, exc: BaseException) -> None:
+_RUN_FIELDS = ("kind", "source_uri", "source_sha256", "argv", "user", "host", "started_at",
+               "warehouse_version", "library_versions", "notes")
+
+
+def _landed(wh: Warehouse, run_id: int | None) -> bool:
+    if run_id is None:
+        return False
+    try:
+        with Session(wh.engine) as s:
+            return s.scalar(select(m.IngestRun.status).where(m.IngestRun.id == run_id)) == "ok"
+    except Exception:  # cannot tell: undoing the lake files is the safe side of a failed ingest
+        return False
+
+
+def _record_failure(wh: Warehouse, fields: dict[str, Any], exc: BaseException) -> None:
     """Keep a provenance row of the failed attempt, in its own small transaction."""
     try:
         with Session(wh.engine) as s:
-            s.add(m.IngestRun(
-                kind=run.kind, source_uri=run.source_uri, source_sha256=run.source_sha256,
-                argv=run.argv, user=run.user, host=run.host, started_at=run.started_at,
-                finished_at=now(), status="failed", warehouse_version=run.warehouse_version,
-                library_versions=run.library_versions, notes=run.notes,
-                message=(str(exc) or type(exc).__name__)[:2000],
-            ))
+            s.add(m.IngestRun(**fields, finished_at=now(), status="failed",
+                              message=(str(exc) or type(exc).__name__)[:2000]))
             s.commit()
     except Exception:  # the database itself may be what failed; the original error matters more
         pass

@@ -54,3 +54,17 @@ def test_progress_counts_and_is_quiet_off_a_terminal(capsys) -> None:
     loud.done()
     err = capsys.readouterr().err
     assert "2 structures, 100 atoms" in err and "atoms/s" in err and err.endswith("\n")
+
+
+def test_packed_canonical_order_equals_the_five_key_lexsort() -> None:
+    from warehouse.hashing import _canonical_order
+
+    rng = np.random.default_rng(3)
+    counts = rng.integers(1, 50, 300)
+    frame = np.repeat(np.arange(len(counts)), counts)
+    numbers = rng.integers(1, 119, len(frame)).astype(np.int32)
+    pos_int = rng.integers(-10**9, 10**9, (len(frame), 3))
+    pos_int[::3, 0] = pos_int[1::3, 0][: len(pos_int[::3, 0])]  # ties in x ...
+    numbers[::5] = 29  # ... and in species
+    assert np.array_equal(_canonical_order(frame, numbers, pos_int),
+                          _canonical_order(frame, numbers, pos_int, pack=False))
