@@ -44,8 +44,11 @@ def allocate_ids(conn: Connection, table: Table, n: int) -> np.ndarray:
 
 def bulk_insert(conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
     """Insert ``rows`` (tuples in ``columns`` order) into ``table`` in one round trip."""
-    if not rows:
-        return
+    if rows:
+        _bulk_insert(conn, table, columns, rows)
+
+
+def _bulk_insert(conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
     prep = conn.dialect.identifier_preparer
     cols = ", ".join(prep.quote(c) for c in columns)
     json_cols = [i for i, c in enumerate(columns) if table.c[c].type.__class__.__name__ == "JSON"]

@@ -28,6 +28,7 @@ from ase.data import chemical_symbols
 from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from ingest.interrupts import critical
 from ingest.bulk import allocate_ids, as_float, bulk_insert, composition, det3, reduced_formula
 from warehouse.records import Frame, Labels, PredictionFrame
 from warehouse import models as m
@@ -255,7 +256,9 @@ class Loader:
         """
         all_ids: list[int] = []
         for batch in _batches(frames, lambda f: f.n_atoms):
-            all_ids += self._add_frame_batch(_FrameBatch(batch), dataset_id, level_id, subset, split)
+            with critical():  # an interrupt waits for the batch's statements (ingest.interrupts)
+                all_ids += self._add_frame_batch(_FrameBatch(batch), dataset_id, level_id, subset,
+                                                 split)
             if progress is not None:
                 progress(len(batch), sum(f.n_atoms for f in batch))
         return all_ids
@@ -396,7 +399,8 @@ class Loader:
         total = 0
         for batch in _batches(items, lambda p: p.frame.n_atoms):
             total += len(batch)
-            missing += self._add_prediction_batch(model_id, batch)
+            with critical():
+                missing += self._add_prediction_batch(model_id, batch)
         if missing:
             raise IngestError(
                 f"{len(missing)} of {total} structures are not in the warehouse (first: "
@@ -689,32 +693,23 @@ def ingest_run(
     session = Session(wh.engine, expire_on_commit=False)
     lake_txn = None
     run_id = None
-    raw = None
     try:
         session.add(run)
         session.flush()
         run_id = run.id
-        raw = session.connection().connection.dbapi_connection
         lake_txn = LakeTransaction(wh.lake, run.id)
         loader = Loader(wh, session, lake_txn, run)
         yield loader
-        run.status, run.finished_at = "ok", now()
-        run.counts = loader.summary.as_dict()
-        session.commit()
+        with critical():
+            run.status, run.finished_at = "ok", now()
+            run.counts = loader.summary.as_dict()
+            session.commit()
     except BaseException as exc:
         try:
             session.rollback()
         except Exception:  # a broken connection: the database undoes the transaction itself
             pass
         session.close()  # give the connection back before the failure row takes one
-        if raw is not None and wh.dialect == "sqlite":
-            # An interrupt inside a statement makes SQLAlchemy invalidate that connection without
-            # closing it (the traceback still references it): its open transaction would keep
-            # SQLite's write lock, and the failure row below would time out waiting for it.
-            try:
-                raw.rollback()
-            except Exception:  # already closed: no lock is held
-                pass
         # An interrupt can land after COMMIT succeeded but before it returned: then the rows
         # exist and their lake files must stay.
         if lake_txn is not None and not _landed(wh, run_id):
