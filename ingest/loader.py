@@ -47,6 +47,10 @@ IN_CHUNK = 900
 # Two files describe the same structure when every atom is within this distance (Å, minimum
 # image) of an atom of the same species: files written with 8 decimals differ by 5e-9 Å.
 MATCH_TOL = 1e-5
+# The tolerant match reads each candidate's positions from the lake; a file of structures that
+# are genuinely absent from a large same-cell dataset (AIMD snapshots) must not read them all for
+# every frame. Past this many candidates a frame counts as unmatched (and is reported as such).
+MATCH_MAX_CANDIDATES = 64
 UNKNOWN_LEVEL = "unspecified"
 STRUCTURE_COLS = ("id", "hash", "order_free_hash", "n_atoms", "formula", "elements", "n_elements",
                   "cell", "pbc", "volume", "lake_file_id", "ingest_run_id")
@@ -450,12 +454,16 @@ class Loader:
         formula = reduced_formula(*composition(frame.numbers))
         stmt = select(m.Structure.id, m.Structure.cell, m.Structure.pbc, m.Structure.lake_file_id).where(
             m.Structure.n_atoms == frame.n_atoms, m.Structure.formula == formula)
+        examined = 0
         for sid, cell, pbc, lf_id in self.s.execute(stmt):
             cell = np.asarray(cell, dtype=np.float64)
             if "".join("T" if x else "F" for x in frame.pbc) != pbc:
                 continue
             if np.abs(cell - frame.cell).max() > MATCH_TOL:
                 continue
+            examined += 1
+            if examined > MATCH_MAX_CANDIDATES:
+                break
             z, pos, _, _ = self._stored_frame(sid, lf_id)
             perm = _tolerant_permutation(z, pos, frame, cell)
             if perm is not None:
