@@ -208,7 +208,7 @@ def _match(ld: Loader, batch: list[StructureGrades], path: str, resolve: _FrameR
     """Structure id of each item and its grades in the stored atom order."""
     if resolve is None:
         # The loader's prediction matcher: exact hash, else order-free hash with a permutation.
-        sids, perms = ld._match([PredictionFrame(it.frame) for it in batch])
+        sids, perms = ld.match_structures([PredictionFrame(it.frame) for it in batch])
         out = []
         for it, sid, perm in zip(batch, sids, perms, strict=True):
             if sid is None:

@@ -413,7 +413,9 @@ class Loader:
                 path=path,
             )
 
-    def _match(self, batch: list[PredictionFrame]) -> tuple[list[int | None], list[np.ndarray | None]]:
+    def match_structures(self, batch: list[PredictionFrame]) -> tuple[list[int | None], list[np.ndarray | None]]:
+        """Stored structure id of each frame (None if absent) and, for a frame whose atoms come in
+        another order, the permutation that puts its per-atom arrays in stored order."""
         hashed = [structure_hashes(p.frame.numbers, p.frame.positions, p.frame.cell, p.frame.pbc)
                   for p in batch]
         known = self._lookup_hashes([h for h, _, _ in hashed])
@@ -478,7 +480,7 @@ class Loader:
         return t["Z"].to_numpy(), pos, np.array(st.cell), np.array([c == "T" for c in st.pbc])
 
     def _add_prediction_batch(self, model_id: int, batch: list[PredictionFrame]) -> list[str]:
-        sids, perms = self._match(batch)
+        sids, perms = self.match_structures(batch)
         missing = [
             f"frame {p.frame.index} ({p.frame.n_atoms} atoms)"
             for p, sid in zip(batch, sids, strict=True) if sid is None
