@@ -12,7 +12,7 @@ def test_demo_builds_a_real_leaderboard(cli) -> None:
     res = cli("demo")
     assert res.exit_code == 0, res.output
     assert "mlearn-Cu-test" in res.stdout and "mlearn-Ni-test" in res.stdout
-    assert "another zero" in res.stdout
+    assert "another zero" in res.stdout and "per-element" in res.stdout
     res = cli("leaderboard", "--model", "emt", "--format", "json")
     rows = {r["dataset"]: r for r in json.loads(res.stdout)}
     assert rows["mlearn-Cu-test"]["n_structures"] == 31
