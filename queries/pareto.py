@@ -15,7 +15,6 @@ n_failed, n_missing, on_front, dominated_by, note. ``df.attrs`` says where each 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 
@@ -87,31 +86,14 @@ def pooled_errors(wh: Warehouse, *, metric: str, datasets: Sequence[str],
                   models: Sequence[str]) -> pd.DataFrame:
     """One error per model over the dataset pool: (model, error, n_structures, n_failed, n_missing).
 
-    The leaderboard pools exactly when it offers ``pool``; otherwise per-dataset values are
-    combined with count weights (structures for energy and stress, atoms for forces), which is
-    exact when every member carries the labels of that kind.
+    The leaderboard pools the datasets exactly (atom-weighted forces, per-structure energies and
+    stresses over the union of members), so a model's error is one figure whatever the pool.
     """
     col = METRICS[metric]
-    poolable = any("pool" in inspect.signature(f).parameters
-                   for f in (lb.leaderboard, getattr(lb, "leaderboard_report", lb.leaderboard)))
-    if len(datasets) > 1 and poolable:
-        table = lb.leaderboard(wh, datasets=datasets, models=models, pool=True)
-    else:
-        table = lb.leaderboard(wh, datasets=datasets, models=models)
+    table = lb.leaderboard(wh, datasets=datasets, models=models, pool=True)
     counts = table.groupby("model")[["n_structures", "n_failed", "n_missing"]].sum()
-    if table.groupby("model").size().max() == 1:
-        errors = table.set_index("model")[col.value]
-    else:
-        weight = table["n_atoms"] if "force" in metric else table["n_structures"]
-        weight = (weight * (table["n_structures"] - table["n_failed"] - table["n_missing"])
-                  / table["n_structures"].where(table["n_structures"] > 0)).astype(float)
-        values = table[col.value].astype(float)
-        squared = "rmse" in metric
-        num = (weight * (values**2 if squared else values)).groupby(table["model"]).sum(min_count=1)
-        den = weight.where(values.notna()).groupby(table["model"]).sum(min_count=1)
-        errors = np.sqrt(num / den) if squared else num / den
-    out = counts.join(errors.rename("error")).reset_index()
-    return out
+    errors = table.set_index("model")[col.value]
+    return counts.join(errors.rename("error")).reset_index()
 
 
 def pareto(

@@ -236,3 +236,94 @@ def test_nep_cli_pareto_and_plots(nep_wh, tmp_path: Path) -> None:
         res = run(*args)
         assert res.exit_code == 0, res.output
         assert out.stat().st_size > 10_000
+
+
+class SmallOnlyEMT(EMT):
+    """EMT that refuses cells above 200 atoms: single points work, the MD supercell fails."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        if len(atoms if atoms is not None else self.atoms) > 200:
+            raise MemoryError("cell too big for this test calculator")
+        super().calculate(atoms, properties, system_changes)
+
+
+def small_only_emt() -> SmallOnlyEMT:
+    return SmallOnlyEMT()
+
+
+def test_md_failure_is_a_failed_timing_record(wh) -> None:
+    from queries.timings import scaling, timings
+
+    _cu(wh)
+    res = run_evaluate(wh, model="small", calculator="test_evaluate_cost:small_only_emt",
+                       dataset=CU, md_steps=2, warmup_steps=1, sizes=[300])
+    assert res.md[0].wall_s is None and "cell too big" in res.md[0].message
+    df = timings(wh, models=["small"], task="md")
+    assert df["status"].tolist() == ["failed"] and df["atom_steps_per_s"].isna().all()
+    from warehouse.errors import NoMatch
+
+    with pytest.raises(NoMatch):
+        scaling(wh, models=["small"])
+
+
+class _FakeCuda:
+    def __init__(self) -> None:
+        self.syncs, self.resets = 0, 0
+
+    def is_available(self) -> bool:
+        return True
+
+    def synchronize(self) -> None:
+        self.syncs += 1
+
+    def reset_peak_memory_stats(self) -> None:
+        self.resets += 1
+
+    def max_memory_allocated(self) -> int:
+        return 3 * 2**20
+
+    def get_device_name(self, index: int = 0) -> str:
+        return "Fake GPU 80GB"
+
+
+class _FakeTorch:
+    def __init__(self) -> None:
+        self.cuda = _FakeCuda()
+
+    def device(self, name: str):
+        return type("D", (), {"index": int(name.split(":")[1]) if ":" in name else None})()
+
+
+def test_cuda_protocol_synchronises_and_records_peak_memory(monkeypatch) -> None:
+    """Without a GPU: a stand-in torch shows the clock is read after synchronising."""
+    from ase.build import bulk
+
+    from ingest.evaluate import time_md
+    from ingest.hardware import detect_hardware
+
+    fake = _FakeTorch()
+    monkeypatch.setitem(__import__("sys").modules, "torch", fake)
+    hw = detect_hardware("cuda:0")
+    assert (hw.device_model, hw.device_count, hw.label) == ("Fake GPU 80GB", 1, "1x Fake GPU 80GB")
+    r = time_md(EMT(), bulk("Cu", "fcc", a=3.6, cubic=True), n_atoms=32, steps=2, warmup=1,
+                device="cuda")
+    assert r.wall_s > 0 and r.peak_memory_mb == 3.0
+    assert fake.cuda.syncs == 2 and fake.cuda.resets == 1  # before starting and reading the clock
+    assert detect_hardware("cpu").device_model is None
+
+
+def test_eam_folder_picks_the_file_of_the_structures_element(shared_data: Path) -> None:
+    from ase.build import bulk
+
+    from ingest.calculators import setfl_elements
+
+    folder = shared_data / "gpumd_wizard/eam_zhou"
+    assert setfl_elements(folder / "Cu.eam.alloy") == ["Cu"]
+    pick = parse_calculator_spec(f"eam:{folder}").provider()
+    cu, ni = bulk("Cu", "fcc", a=3.61), bulk("Ni", "fcc", a=3.52)
+    assert pick(cu) is pick(cu.copy()) and pick(cu) is not pick(ni)
+    assert pick(cu).get_potential_energy(cu) == pytest.approx(-3.54, abs=0.05)  # Zhou Cu E_coh
+    with pytest.raises(ValueError, match="single-element"):
+        pick(bulk("Cu", "fcc", a=3.6, cubic=True) + bulk("Ni", "fcc", a=3.6, cubic=True))
+    pick_list = parse_calculator_spec(f"eam:{folder / 'Cu.eam.alloy'},{folder / 'Ni.eam.alloy'}").provider()
+    assert pick_list(ni).get_potential_energy(ni) == pytest.approx(pick(ni).get_potential_energy(ni))
