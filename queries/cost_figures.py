@@ -15,21 +15,14 @@ matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from queries.figio import figure_path  # noqa: E402
 from warehouse.errors import NoMatch  # noqa: E402
 
-SUFFIXES = (".png", ".svg", ".pdf")
-
-
-def _check_out(out: str | Path) -> Path:
-    out = Path(out)
-    if out.suffix.lower() not in SUFFIXES:
-        raise NoMatch(f"{out}: write a figure to a {', '.join(SUFFIXES)} file")
-    return out
 
 
 def plot_pareto(df: pd.DataFrame, out: str | Path, *, title: str | None = None) -> Path:
     """Error vs cost (log axis), every point labelled, the front drawn as a step line."""
-    out = _check_out(out)
+    out = figure_path(out)
     pts = df[df["error"].notna() & df["cost"].notna()]
     if pts.empty:
         raise NoMatch("no model has both an error and a cost to plot")
@@ -62,7 +55,7 @@ def plot_pareto(df: pd.DataFrame, out: str | Path, *, title: str | None = None) 
 
 def plot_scaling(df: pd.DataFrame, out: str | Path, *, title: str | None = None) -> Path:
     """Atom-steps per second vs number of atoms, one line per (model, hardware), log-log."""
-    out = _check_out(out)
+    out = figure_path(out)
     if df.empty:
         raise NoMatch("no scaling records to plot")
     fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")

@@ -14,6 +14,7 @@ import pandas as pd
 from sqlalchemy import and_, select
 
 from queries.breakdowns import resolve_selection
+from queries.figio import figure_path
 from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.errors import NoMatch
@@ -99,8 +100,7 @@ def _figure(width: float = 4.2, height: float = 4.0):
 
 
 def _save(plt, fig, out: Path) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = figure_path(out)
     fig.savefig(out, dpi=150)
     plt.close(fig)
     return out

@@ -19,22 +19,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from queries.figio import figure_path  # noqa: E402
 from warehouse.errors import NoMatch  # noqa: E402
 
-SUFFIXES = (".png", ".svg", ".pdf")
-
-
-def _check_out(out: str | Path) -> Path:
-    out = Path(out)
-    if out.suffix.lower() not in SUFFIXES:
-        raise NoMatch(f"{out}: write a figure to a {', '.join(SUFFIXES)} file")
-    return out
 
 
 def plot_drift(df: pd.DataFrame, out: str | Path, *, column: str = "drift_max_mev_per_atom",
                title: str | None = None) -> Path:
     """|drift| vs temperature from :func:`queries.md.drift_table`'s table."""
-    out = _check_out(out)
+    out = figure_path(out)
     if df.empty:
         raise NoMatch("no drift rows to plot")
     fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
@@ -63,7 +56,7 @@ def plot_drift(df: pd.DataFrame, out: str | Path, *, column: str = "drift_max_me
 
 def plot_overlay(df: pd.DataFrame, out: str | Path, *, title: str | None = None) -> Path:
     """Value vs time (series) or position (profile), one line per member run."""
-    out = _check_out(out)
+    out = figure_path(out)
     if df.empty:
         raise NoMatch("nothing to plot")
     fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
@@ -83,7 +76,7 @@ def plot_overlay(df: pd.DataFrame, out: str | Path, *, title: str | None = None)
 def plot_parity(table: pd.DataFrame, summary: pd.DataFrame, out: str | Path, *,
                 title: str | None = None) -> Path:
     """One panel per property kind: model value vs reference value, y = x, MAE per model."""
-    out = _check_out(out)
+    out = figure_path(out)
     if table.empty:
         raise NoMatch("no parity pairs to plot")
     kinds = sorted(table["property"].unique())

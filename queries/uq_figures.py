@@ -22,10 +22,10 @@ from matplotlib.ticker import NullFormatter  # noqa: E402
 from queries.uq import (  # noqa: E402
     DEFAULT_N_BOOT, PAIRS, REPORT_UNIT, Level, Quantity, calibration_bins, spearman_ci,
 )
+from queries.figio import figure_path  # noqa: E402
 from queries.uq_data import UQData  # noqa: E402
 from warehouse.errors import NoMatch  # noqa: E402
 
-SUFFIXES = (".png", ".svg", ".pdf")
 
 
 def _values(data: UQData, quantity: Quantity, level: Level):
@@ -47,9 +47,7 @@ def plot_uq(
     seed: int = 0,
 ) -> Path:
     """Write the U-vs-e scatter and calibration panels of ``data`` to ``out``."""
-    out = Path(out)
-    if out.suffix.lower() not in SUFFIXES:
-        raise NoMatch(f"{out}: write a figure to a {', '.join(SUFFIXES)} file")
+    out = figure_path(out)
     pairs = [(q, lv) for q, lv in PAIRS if (quantity is None or q == quantity)
              and (level is None or lv == level)]
     if not pairs:

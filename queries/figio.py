@@ -1,0 +1,18 @@
+"""Where figures go: one rule for every ``plot`` command (the suffix picks PNG, SVG or PDF)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from warehouse.errors import NoMatch
+
+SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def figure_path(out: str | Path) -> Path:
+    """Check the figure's suffix before any work is done, and make its folder."""
+    out = Path(out)
+    if out.suffix.lower() not in SUFFIXES:
+        raise NoMatch(f"{out}: write a figure to a {', '.join(SUFFIXES)} file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
