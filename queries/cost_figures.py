@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from queries.figio import figure_path  # noqa: E402
+from queries.figio import figure_path, save_figure  # noqa: E402
 from warehouse.errors import NoMatch  # noqa: E402
 
 
@@ -48,9 +48,7 @@ def plot_pareto(df: pd.DataFrame, out: str | Path, *, title: str | None = None) 
     ax.set_title(title or f"{pts['datasets'].iloc[0]} on {hw}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    fig.savefig(out, dpi=150)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_scaling(df: pd.DataFrame, out: str | Path, *, title: str | None = None) -> Path:
@@ -69,6 +67,4 @@ def plot_scaling(df: pd.DataFrame, out: str | Path, *, title: str | None = None)
     ax.set_title(title or "MD throughput vs system size", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    fig.savefig(out, dpi=150)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

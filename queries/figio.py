@@ -16,3 +16,12 @@ def figure_path(out: str | Path) -> Path:
         raise NoMatch(f"{out}: write a figure to a {', '.join(SUFFIXES)} file")
     out.parent.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def save_figure(fig, out: Path) -> Path:
+    """Write ``fig`` at 150 dpi and release it (pyplot keeps every open figure in memory)."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return out

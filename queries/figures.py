@@ -14,7 +14,7 @@ import pandas as pd
 from sqlalchemy import and_, select
 
 from queries.breakdowns import resolve_selection
-from queries.figio import figure_path
+from queries.figio import figure_path, save_figure
 from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.errors import NoMatch
@@ -101,9 +101,7 @@ def _figure(width: float = 4.2, height: float = 4.0):
 
 def _save(plt, fig, out: Path) -> Path:
     out = figure_path(out)
-    fig.savefig(out, dpi=150)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_parity(df: pd.DataFrame, out: Path, *, quantity: str, title: str = "") -> Path:

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from queries.figio import figure_path  # noqa: E402
+from queries.figio import figure_path, save_figure  # noqa: E402
 from warehouse.errors import NoMatch  # noqa: E402
 
 
@@ -49,9 +49,7 @@ def plot_drift(df: pd.DataFrame, out: str | Path, *, column: str = "drift_max_me
     ax.set_title(title or "NVE energy drift vs temperature", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    fig.savefig(out, dpi=150)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_overlay(df: pd.DataFrame, out: str | Path, *, title: str | None = None) -> Path:
@@ -68,9 +66,7 @@ def plot_overlay(df: pd.DataFrame, out: str | Path, *, title: str | None = None)
     ax.set_title(title or f"{first['column']} across {df['md_run_id'].nunique()} runs", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
-    fig.savefig(out, dpi=150)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_parity(table: pd.DataFrame, summary: pd.DataFrame, out: str | Path, *,
@@ -103,6 +99,4 @@ def plot_parity(table: pd.DataFrame, summary: pd.DataFrame, out: str | Path, *,
         ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.savefig(out, dpi=150)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

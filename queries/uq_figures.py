@@ -22,7 +22,7 @@ from matplotlib.ticker import NullFormatter  # noqa: E402
 from queries.uq import (  # noqa: E402
     DEFAULT_N_BOOT, PAIRS, REPORT_UNIT, Level, Quantity, calibration_bins, spearman_ci,
 )
-from queries.figio import figure_path  # noqa: E402
+from queries.figio import figure_path, save_figure  # noqa: E402
 from queries.uq_data import UQData  # noqa: E402
 from warehouse.errors import NoMatch  # noqa: E402
 
@@ -66,9 +66,7 @@ def plot_uq(
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.yaxis.set_minor_formatter(NullFormatter())
     fig.suptitle(f"{data.source} on {', '.join(data.datasets)}", fontsize=10)
-    fig.savefig(out, dpi=150)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def _u_label(data: UQData, unit: str) -> str:
