@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ase.io
 
 from ingest.atoms import frame_from_atoms, validate_frame
 from warehouse.errors import IngestError
@@ -177,6 +176,8 @@ def parse_vasp(path: str | Path) -> Iterator[Frame]:
         raise IngestError("no such file", path=path)
     fmt = "vasp-xml" if "vasprun" in Path(path).name.lower() else "vasp-out"
     index = 0
+    import ase.io  # deferred: ase.io pulls in scipy (~0.6 s), which only this reader needs
+
     reader = ase.io.iread(path, index=":", format=fmt)
     while True:
         try:

@@ -72,3 +72,8 @@ def _all_revisions() -> list[str]:
 
     script = ScriptDirectory.from_config(alembic_config(make_engine("sqlite://")))
     return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
+def test_schema_head_constant_is_alembics_head() -> None:
+    """The revision every command checks against is the newest migration script's."""
+    assert migrate.SCHEMA_HEAD == migrate.scripts_head_revision()

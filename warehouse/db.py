@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine, make_url
 
 from warehouse.errors import ConfigError, SchemaOutOfDate
@@ -64,11 +64,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The alembic revision stamped in the catalog, or None for an empty database."""
-    from alembic.runtime.migration import MigrationContext
+    """The alembic revision stamped in the catalog, or None for an empty database.
 
+    Read from alembic's own version table directly: importing alembic costs ~0.2 s of every
+    command's start-up, and only migrations need it.
+    """
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return ",".join(sorted(versions)) or None
 
 
 def has_any_table(engine: Engine) -> bool:
