@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from ingest import gpumd
 from ingest.asedb import parse_ase_db
 from ingest.atoms import PREDICTION_KEYS, LabelKeys
-from ingest.extxyz import parse_extxyz, scan_file
+from ingest.extxyz import parse_extxyz, parse_extxyz_batches, scan_file
 from ingest.loader import IngestSummary, ingest_run
 from ingest.mlearn import parse_mlearn_json
+from ingest.prefetch import prefetch
 from ingest.pickles import check_trust, is_pickle, parse_pickle
 from ingest.predictions import parse_predictions
 from ingest.vasp import is_vasp, parse_vasp, read_vasp_settings
 from warehouse.core import Warehouse
 from warehouse.errors import IngestError
 from warehouse.hashing import sha256_file
-from warehouse.records import Frame
+from warehouse.records import Frame, FrameBatch
 
 Parser = Callable[[str], Iterator[Frame]]
 
@@ -89,11 +90,24 @@ def ingest_structures(
     with ingest_run(wh, kind="structures", source=path, source_sha256=sha, argv=argv) as ld:
         level = ld.level_of_theory(level_of_theory, **level_attrs)
         ds = ld.dataset(dataset, level)
-        reader = (parse_pickle(path, trust=True) if fmt == "pickle"
-                  else STRUCTURE_READERS[fmt](path))
-        ld.add_frames(reader, dataset_id=ds, level_id=level, path=path, subset=subset, split=split,
-                      progress=progress)
+        if fmt == "extxyz":
+            # the columnar reader (no per-frame records), reading and hashing the next batch in
+            # a second thread while this one writes (measured: ~10 % faster than hashing here)
+            batches = prefetch(_hashed(parse_extxyz_batches(path)))
+            ld.add_batches(batches, dataset_id=ds, level_id=level, subset=subset, split=split,
+                           progress=progress)
+        else:
+            reader = (parse_pickle(path, trust=True) if fmt == "pickle"
+                      else STRUCTURE_READERS[fmt](path))
+            ld.add_frames(reader, dataset_id=ds, level_id=level, path=path, subset=subset,
+                          split=split, progress=progress)
     return ld.summary
+
+
+def _hashed(batches: Iterable[FrameBatch]) -> Iterator[FrameBatch]:
+    for batch in batches:
+        batch.identity()  # computed here, in the reader's thread, and kept for the loader
+        yield batch
 
 
 def ingest_predictions(

@@ -19,12 +19,11 @@ import hashlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
-import ase.io
 import numpy as np
 
-from ingest.atoms import DEFAULT_KEYS, LabelKeys, frame_from_atoms, frame_from_dicts, validate_frame
+from ingest.atoms import DEFAULT_KEYS, LabelKeys, batch_from_dicts, frame_from_atoms, validate_frame
 from warehouse.errors import IngestError
-from warehouse.records import Frame
+from warehouse.records import BATCH_ATOMS, Frame, FrameBatch
 
 # A comment line longer than this is not a real extended XYZ header (the longest real ones, with
 # a 9-component virial, a 9-component stress and a dozen tags, are a few kB).
@@ -42,10 +41,13 @@ def _opener(path: str):
 
 
 def scan_file(path: str | Path) -> str:
-    """Return the file's sha256; refuse NUL bytes and over-long lines, naming the line."""
+    """Return the file's sha256; refuse NUL bytes and over-long lines, naming the line.
+
+    Uses bytes' memchr-based searches: a block's lines are never split out one by one.
+    """
     path = str(path)
     h = hashlib.sha256()
-    line, run = 1, 0  # current line number and the length of the line so far
+    line, run = 1, 0  # line number at the block's start, and how long that line already is
     try:
         with open(path, "rb") as raw:
             compressed = path.endswith(".gz")
@@ -53,26 +55,23 @@ def scan_file(path: str | Path) -> str:
             while block := src.read(_SCAN_BLOCK):
                 if not compressed:
                     h.update(block)
-                buf = np.frombuffer(block, dtype=np.uint8)
-                if (nul := np.flatnonzero(buf == 0)).size:
-                    where = line + int(np.count_nonzero(buf[: nul[0]] == 10))
-                    raise IngestError("binary data (a NUL byte): not a text file",
-                                      path=path, where=f"line {where}")
-                nl = np.flatnonzero(buf == 10)
-                if nl.size == 0:
-                    run += len(buf)
-                else:
-                    lengths = np.diff(nl, prepend=-1) - 1
-                    lengths[0] += run
-                    longest = int(np.argmax(lengths))
-                    if lengths[longest] > MAX_LINE_BYTES:
+                if (nul := block.find(b"\0")) >= 0:
+                    where = line + block.count(b"\n", 0, nul)
+                    raise IngestError("binary data (a NUL byte): not a text file", path=path,
+                                      where=f"line {where}")
+                # Every line must end within MAX_LINE_BYTES of its start: from each line start,
+                # jump to the last newline inside that reach (a few jumps per block).
+                start, n = -run, len(block)
+                while start + MAX_LINE_BYTES + 1 <= n:
+                    q = block.rfind(b"\n", max(start, 0), start + MAX_LINE_BYTES + 1)
+                    if q < 0:
+                        where = line + block.count(b"\n", 0, max(start, 0))
                         raise IngestError(f"line is longer than {MAX_LINE_BYTES} bytes",
-                                          path=path, where=f"line {line + longest}")
-                    run = len(buf) - int(nl[-1]) - 1
-                    line += nl.size
-                if run > MAX_LINE_BYTES:
-                    raise IngestError(f"line is longer than {MAX_LINE_BYTES} bytes",
-                                      path=path, where=f"line {line}")
+                                          path=path, where=f"line {where}")
+                    start = q + 1
+                start = max(start, block.rfind(b"\n") + 1)
+                run = n - start
+                line += block.count(b"\n")
             if compressed:
                 raw.seek(0)
                 while block := raw.read(_SCAN_BLOCK):
@@ -85,7 +84,7 @@ def scan_file(path: str | Path) -> str:
 
 
 def parse_extxyz(
-    path: str | Path, *, reader: str = "auto", validate: bool = True, keys: LabelKeys = DEFAULT_KEYS
+    path: str | Path, *, reader: str = "auto", keys: LabelKeys = DEFAULT_KEYS
 ) -> Iterator[Frame]:
     """Yield validated frames of an extended XYZ file, one at a time.
 
@@ -93,43 +92,72 @@ def parse_extxyz(
     :class:`IngestError` naming the file and the frame for anything unreadable or inconsistent
     (a truncated frame, forces of the wrong length, NaN, a periodic frame with no cell).
     """
+    for batch in parse_extxyz_batches(path, reader=reader, keys=keys, batch_atoms=20_000):
+        yield from batch.frames()
+
+
+def parse_extxyz_batches(
+    path: str | Path, *, reader: str = "auto", keys: LabelKeys = DEFAULT_KEYS,
+    batch_atoms: int = BATCH_ATOMS,
+) -> Iterator[FrameBatch]:
+    """:func:`parse_extxyz` as validated batches of about ``batch_atoms`` atoms, for the loader.
+
+    With the C parser, frames go from its dictionaries straight into batch columns and are
+    validated once per batch (no per-frame records): most of an ingest's parsing time otherwise.
+    """
     path = str(path)
     if not Path(path).is_file():
         raise IngestError("no such file", path=path)
     if Path(path).stat().st_size == 0:
         raise IngestError("file is empty", path=path)
     try:
-        yield from _parse(path, reader, validate, keys)
+        yield from _parse(path, reader, keys, batch_atoms)
     except IngestError as exc:
         if exc.path is None:  # raised by a converter that does not know the file
             raise IngestError(str(exc), path=path, where=exc.where) from exc
         raise
 
 
-def _parse(path: str, reader: str, validate: bool, keys: LabelKeys) -> Iterator[Frame]:
+def _parse(path: str, reader: str, keys: LabelKeys, batch_atoms: int) -> Iterator[FrameBatch]:
     use_c = reader == "c" or (reader == "auto" and _cx is not None and not path.endswith(".gz"))
     index = 0
     if use_c:
         state = {"complete": True}
-        for frame in _iter_c(path, state, keys):
-            yield validate_frame(frame, path) if validate else frame
+        raw: list[tuple[int, int, dict, dict]] = []
+        atoms = 0
+        for natoms, info, arrays in _iter_c(path, state):
+            raw.append((index, natoms, info, arrays))
             index += 1
+            atoms += natoms
+            if atoms >= batch_atoms:
+                yield batch_from_dicts(raw, path, keys)
+                raw, atoms = [], 0
+        if raw:
+            yield batch_from_dicts(raw, path, keys)
         if state["complete"]:
             if index == 0:
                 raise IngestError("no frames found", path=path)
             return
+    frames: list[Frame] = []
+    atoms = 0
     for frame in _iter_ase(path, start=index, keys=keys):
-        yield validate_frame(frame, path) if validate else frame
+        frames.append(validate_frame(frame, path))
         index += 1
+        atoms += frame.n_atoms
+        if atoms >= batch_atoms:
+            yield FrameBatch.from_frames(frames)
+            frames, atoms = [], 0
+    if frames:
+        yield FrameBatch.from_frames(frames)
     if index == 0:
         raise IngestError("no frames found", path=path)
 
 
-def _iter_c(path: str, state: dict[str, bool], keys: LabelKeys) -> Iterator[Frame]:
-    """Frames through the C parser; where it cannot go on, sets ``state["complete"]`` false."""
+def _iter_c(path: str, state: dict[str, bool]) -> Iterator[tuple[int, dict, dict]]:
+    """The C parser's (natoms, info, arrays) per frame; where it cannot go on, sets
+    ``state["complete"]`` false (ASE then reads from that frame on)."""
     size = Path(path).stat().st_size
     fp = _cx.cfopen(path, "r")
-    index = 0
     try:
         while True:
             pos = _cx.cftell(fp)
@@ -143,8 +171,7 @@ def _iter_c(path: str, state: dict[str, bool], keys: LabelKeys) -> Iterator[Fram
                 state["complete"] = False
                 return
             info.pop("Properties", None)
-            yield frame_from_dicts(natoms, info, arrays, index, keys)
-            index += 1
+            yield natoms, info, arrays
     finally:
         _cx.cfclose(fp)
 
@@ -187,6 +214,8 @@ def _iter_ase(path: str, *, start: int = 0, keys: LabelKeys = DEFAULT_KEYS) -> I
                     lines.append(more)
                 line_no += natoms + 1
                 if index >= start:
+                    import ase.io  # deferred: it pulls in scipy (~0.6 s); only the fallback needs it
+
                     try:
                         atoms = ase.io.read(io.StringIO("".join(lines)), format="extxyz")
                     except Exception as exc:  # ASE raises many types for malformed input

@@ -29,19 +29,17 @@ from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from ingest.interrupts import critical
-from ingest.bulk import allocate_ids, as_float, bulk_insert, composition, det3, reduced_formula
-from warehouse.records import Frame, Labels, PredictionFrame
+from ingest.bulk import (allocate_ids, as_float, bulk_insert, cells_json, composition, compositions,
+                         det3_batch, reduced_formula)
+from warehouse.records import BATCH_ATOMS, Frame, FrameBatch, Labels, PredictionFrame
 from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.errors import IngestError, NotFound
 from warehouse.errorsums import calc_element_force_sums, calc_error_sums
-from warehouse.hashing import structure_hashes, structure_hashes_batch
+from warehouse.hashing import structure_hashes
 from warehouse.lake import LakeTransaction
 from warehouse.provenance import new_run, now
 
-# Frames are written in batches of about this many atoms: large enough that per-batch overhead
-# (one Parquet file, a few multi-row INSERTs) is amortised, small enough to bound memory.
-BATCH_ATOMS = 250_000
 # Keep IN (...) lists well under SQLite's 32,766 bound-parameter limit.
 IN_CHUNK = 900
 # Two files describe the same structure when every atom is within this distance (Å, minimum
@@ -61,6 +59,8 @@ REFERENCE_COLS = ("id", "structure_id", "level_of_theory_id", "energy", "free_en
                   "lake_file_id", "ingest_run_id")
 STRESS_COLS = ("stress_xx", "stress_yy", "stress_zz", "stress_yz", "stress_xz", "stress_xy")
 SYMBOLS = np.array(chemical_symbols)
+# pbc as stored ("TTF"), indexed by 4 * pbc_x + 2 * pbc_y + pbc_z
+_PBC_TEXT = ["".join("T" if (k >> bit) & 1 else "F" for bit in (2, 1, 0)) for k in range(8)]
 
 
 @dataclass
@@ -94,18 +94,6 @@ class IngestSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {"added": self.added, "present": self.present, "refused": self.refused}
-
-
-class _FrameBatch:
-    """A batch of frames with their per-atom arrays concatenated once, for vectorised work."""
-
-    def __init__(self, frames: list[Frame]) -> None:
-        self.frames = frames
-        self.counts = np.fromiter((f.n_atoms for f in frames), dtype=np.int64, count=len(frames))
-        self.numbers = np.concatenate([f.numbers for f in frames])
-        self.positions = np.concatenate([f.positions for f in frames])
-        self.cells = np.stack([f.cell for f in frames])
-        self.pbcs = np.stack([f.pbc for f in frames])
 
 
 def _atom_index(counts: np.ndarray) -> np.ndarray:
@@ -258,20 +246,34 @@ class Loader:
         Returns the structure id of every frame, in order. ``progress(n_structures, n_atoms)`` is
         called after each batch.
         """
+        batches = (FrameBatch.from_frames(b) for b in _batches(frames, lambda f: f.n_atoms))
+        return self.add_batches(batches, dataset_id=dataset_id, level_id=level_id, subset=subset,
+                                split=split, progress=progress)
+
+    def add_batches(
+        self,
+        batches: Iterable[FrameBatch],
+        *,
+        dataset_id: int,
+        level_id: int,
+        subset: str | None = None,
+        split: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[int]:
+        """:meth:`add_frames` for frames already in batches (a columnar reader's output)."""
         all_ids: list[int] = []
-        for batch in _batches(frames, lambda f: f.n_atoms):
+        for batch in batches:
             with critical():  # an interrupt waits for the batch's statements (ingest.interrupts)
-                all_ids += self._add_frame_batch(_FrameBatch(batch), dataset_id, level_id, subset,
-                                                 split)
+                all_ids += self._add_frame_batch(batch, dataset_id, level_id, subset, split)
             if progress is not None:
-                progress(len(batch), sum(f.n_atoms for f in batch))
+                progress(len(batch), batch.n_atoms)
         return all_ids
 
     def _add_frame_batch(
-        self, b: _FrameBatch, dataset_id: int, level_id: int, subset: str | None,
+        self, b: FrameBatch, dataset_id: int, level_id: int, subset: str | None,
         split: str | None,
     ) -> list[int]:
-        hashes, free, _ = structure_hashes_batch(b.numbers, b.positions, b.cells, b.pbcs, b.counts)
+        hashes, free = b.identity()
         known = self._lookup_hashes(hashes)
         new: list[int] = []  # positions in the batch of structures not stored yet
         seen: set[str] = set()
@@ -283,47 +285,53 @@ class Loader:
             ids = self._insert_structures(b, new, hashes, free)
             self._sid_by_hash.update({hashes[i]: sid for i, sid in zip(new, ids, strict=True)})
         self.summary.add("structures", len(new))
-        self.summary.seen("structures", len(b.frames) - len(new))
+        self.summary.seen("structures", len(b) - len(new))
         sids = [self._sid_by_hash[h] for h in hashes]
         # Only structures known before this batch can already have members or references.
         old = {sids[i] for i, h in enumerate(hashes) if h in known}
-        self._add_members(b.frames, sids, dataset_id, subset, split, old)
+        self._add_members(b, sids, dataset_id, subset, split, old)
         self._add_references(b, sids, level_id, old)
         return sids
 
-    def _insert_structures(self, b: _FrameBatch, new: list[int], hashes: list[str],
+    def _insert_structures(self, b: FrameBatch, new: list[int], hashes: list[str],
                            free: list[str]) -> list[int]:
         conn = self.s.connection()
         lf = self.reserve_lake_file("positions")
         ids = allocate_ids(conn, m.Structure.__table__, len(new)).tolist()
+        new_arr = np.asarray(new, dtype=np.int64)
+        n_new = b.counts[new_arr]
+        mask = np.repeat(np.isin(np.arange(len(b)), new_arr), b.counts)
+        numbers = b.numbers[mask]
+        symbols, counts, formulas = compositions(numbers, n_new)
+        cells = b.cells[new_arr]
+        cell_text = cells_json(cells)
+        pbcs = b.pbcs[new_arr]
+        volumes = np.abs(det3_batch(cells)).tolist()
+        full = pbcs.all(axis=1).tolist()
+        pbc_text = [_PBC_TEXT[k] for k in (pbcs @ np.array([4, 2, 1])).tolist()]
+        n_list = n_new.tolist()
         rows, elements = [], []
-        for sid, i in zip(ids, new, strict=True):
-            f = b.frames[i]
-            symbols, counts = composition(f.numbers)
-            full = bool(f.pbc.all())
+        for k, (sid, i) in enumerate(zip(ids, new, strict=True)):
             rows.append((
-                sid, hashes[i], free[i], f.n_atoms, reduced_formula(symbols, counts),
-                ",".join(symbols), len(symbols), f.cell.tolist(),
-                "".join("T" if p else "F" for p in f.pbc.tolist()),
-                abs(det3(f.cell)) if full else None, lf.id, self.run.id,
+                sid, hashes[i], free[i], n_list[k], formulas[k], ",".join(symbols[k]),
+                len(symbols[k]), cell_text[k], pbc_text[k], volumes[k] if full[k] else None,
+                lf.id, self.run.id,
             ))
-            elements += [(sid, e, c) for e, c in zip(symbols, counts, strict=True)]
+            elements += [(sid, e, c) for e, c in zip(symbols[k], counts[k], strict=True)]
         bulk_insert(conn, m.Structure.__table__, STRUCTURE_COLS, rows)
         bulk_insert(conn, m.StructureElement.__table__, ("structure_id", "element", "count"), elements)
-        mask = np.repeat(np.isin(np.arange(len(b.frames)), new), b.counts)
-        n_new = b.counts[new]
         pos = b.positions[mask]
         table = pa.table({
             "structure_id": pa.array(np.repeat(ids, n_new), pa.int64()),
             "atom_index": pa.array(_atom_index(n_new), pa.int32()),
-            "Z": pa.array(b.numbers[mask], pa.int16()),
+            "Z": pa.array(numbers, pa.int16()),
             "x": pos[:, 0], "y": pos[:, 1], "z": pos[:, 2],
         })
         self.fill_lake_file(lf, "positions", table, run=self.run.id)
         return ids
 
     def _add_members(
-        self, batch: list[Frame], sids: list[int], dataset_id: int, subset: str | None,
+        self, b: FrameBatch, sids: list[int], dataset_id: int, subset: str | None,
         split: str | None, old: set[int],
     ) -> None:
         existing: set[int] = set()
@@ -335,17 +343,17 @@ class Loader:
                 )
             ))
         rows = []
-        for f, sid in zip(batch, sids, strict=True):
+        for sid, ctype, weight, index in zip(sids, b.config_type, b.weight, b.index, strict=True):
             if sid in existing:
                 self.summary.seen("members")
                 continue
             existing.add(sid)
-            rows.append((dataset_id, sid, split, subset if subset is not None else f.config_type,
-                         f.config_type, f.weight, f.index, self.run.id))
+            rows.append((dataset_id, sid, split, subset if subset is not None else ctype, ctype,
+                         weight, index, self.run.id))
         bulk_insert(self.s.connection(), m.DatasetMember.__table__, MEMBER_COLS, rows)
         self.summary.add("members", len(rows))
 
-    def _add_references(self, b: _FrameBatch, sids: list[int], level_id: int, old: set[int]) -> None:
+    def _add_references(self, b: FrameBatch, sids: list[int], level_id: int, old: set[int]) -> None:
         existing: set[int] = set()
         for chunk in _chunks(sorted(old)):
             existing.update(self.s.scalars(
@@ -355,8 +363,8 @@ class Loader:
                 )
             ))
         todo: list[int] = []  # positions in the batch
-        for i, (f, sid) in enumerate(zip(b.frames, sids, strict=True)):
-            if f.labels.is_empty():
+        for i, sid in enumerate(sids):
+            if not b.has_labels(i):
                 continue
             if sid in existing:
                 self.summary.seen("references")
@@ -367,22 +375,28 @@ class Loader:
             return
         conn = self.s.connection()
         ref_ids = allocate_ids(conn, m.Reference.__table__, len(todo)).tolist()
-        with_forces = [k for k, i in enumerate(todo) if b.frames[i].labels.forces is not None]
+        has_forces = b.has_forces.tolist()
+        with_forces = [k for k, i in enumerate(todo) if has_forces[i]]
         lf = self.reserve_lake_file("reference_forces") if with_forces else None
         rows = []
         for rid, i in zip(ref_ids, todo, strict=True):
-            lab = b.frames[i].labels
-            stress = (None,) * 6 if lab.stress is None else tuple(lab.stress.tolist())
-            rows.append((rid, sids[i], level_id, as_float(lab.energy), as_float(lab.free_energy),
-                         *stress, lab.forces is not None,
-                         lf.id if (lf and lab.forces is not None) else None, self.run.id))
+            stress = b.stress[i]
+            stress = (None,) * 6 if stress is None else tuple(stress.tolist())
+            rows.append((rid, sids[i], level_id, as_float(b.energy[i]), as_float(b.free_energy[i]),
+                         *stress, has_forces[i], lf.id if (lf and has_forces[i]) else None,
+                         self.run.id))
         bulk_insert(conn, m.Reference.__table__, REFERENCE_COLS, rows)
         if with_forces:
-            frames = [b.frames[todo[k]] for k in with_forces]
-            self.fill_lake_file(lf, "reference_forces", _forces_table(
-                [ref_ids[k] for k in with_forces], [sids[todo[k]] for k in with_forces],
-                [f.labels.forces for f in frames], id_name="reference_id",
-            ), level=level_id)
+            frames = np.zeros(len(b), dtype=np.bool_)
+            frames[[todo[k] for k in with_forces]] = True
+            n = b.counts[frames]
+            forces = b.forces[np.repeat(frames, b.counts)]
+            self.fill_lake_file(lf, "reference_forces", pa.table({
+                "reference_id": pa.array(np.repeat([ref_ids[k] for k in with_forces], n), pa.int64()),
+                "structure_id": pa.array(np.repeat([sids[todo[k]] for k in with_forces], n), pa.int64()),
+                "atom_index": pa.array(_atom_index(n), pa.int32()),
+                "fx": forces[:, 0], "fy": forces[:, 1], "fz": forces[:, 2],
+            }), level=level_id)
         self.summary.add("references", len(ref_ids))
         # predictions can exist only for structures stored before this batch
         self._errors_for_new_references(

@@ -68,3 +68,141 @@ def test_packed_canonical_order_equals_the_five_key_lexsort() -> None:
     numbers[::5] = 29  # ... and in species
     assert np.array_equal(_canonical_order(frame, numbers, pos_int),
                           _canonical_order(frame, numbers, pos_int, pack=False))
+
+
+def test_structure_identity_is_frozen() -> None:
+    """Stored hashes are structures' identities: no speed-up may change a digest."""
+    from ase.build import bulk
+
+    a = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
+    a.symbols[[1, 6, 11]] = "Ni"
+    a.rattle(0.05, seed=4)
+    h, free, _ = structure_hashes(a.numbers, a.positions, a.cell.array, a.pbc)
+    assert h == "63b9d28b1f0bbac08b9119c627ac66c91c53322779a0a81d371d7904efc15adb"
+    assert free == "4c0a586ce470a8990ef9284c0be17aee157b9efdeac44c9fb6f99cbdc9ea80fe"
+
+
+@pytest.mark.parametrize("spread", [3, 40, 10**6])  # many ties (lexsort), some, none
+def test_two_key_order_equals_lexsort(spread: int) -> None:
+    from warehouse.hashing import _two_key_order
+
+    rng = np.random.default_rng(spread)
+    for _ in range(50):
+        n = int(rng.integers(1, 2000))
+        primary = rng.integers(0, spread, n)
+        secondary = rng.integers(0, 4, n)
+        assert np.array_equal(_two_key_order(primary, secondary), np.lexsort((secondary, primary)))
+
+
+def test_batch_compositions_and_volumes_equal_the_one_by_one_helpers() -> None:
+    from ingest.bulk import compositions, det3, det3_batch
+
+    rng = np.random.default_rng(5)
+    counts = rng.integers(1, 40, 400)
+    numbers = rng.choice([1, 6, 8, 13, 26, 28, 29, 79], int(counts.sum()))
+    symbols, per_element, formulas = compositions(numbers, counts)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    for k in range(len(counts)):
+        s, c = composition(numbers[bounds[k]:bounds[k + 1]])
+        assert (symbols[k], per_element[k], formulas[k]) == (s, c, reduced_formula(s, c))
+    cells = rng.standard_normal((100, 3, 3))
+    assert det3_batch(cells).tolist() == [det3(c) for c in cells]
+
+
+def test_species_table_reads_symbols_as_the_dict_does() -> None:
+    from ase.data import atomic_numbers
+
+    from ingest.atoms import _numbers
+
+    symbols = np.array(list(atomic_numbers))
+    assert _numbers({"species": symbols}, 0).tolist() == [atomic_numbers[s] for s in symbols]
+    assert _numbers({"species": np.array(["CU", "ni", "aL", "H"])}, 0).tolist() == [29, 28, 13, 1]
+    with pytest.raises(Exception, match="unknown chemical symbol 'Qq'"):
+        _numbers({"species": np.array(["Cu", "Qq"])}, 0)
+
+
+def test_cells_json_is_json_dumps() -> None:
+    import json
+
+    from ingest.bulk import cells_json
+
+    cells = np.random.default_rng(6).standard_normal((50, 3, 3)) * 10.0 ** np.arange(-4, 5, 1)[:, None, None][np.arange(50) % 9]
+    cells[0] = 0.0
+    cells[1] = np.eye(3) * 1e-300
+    assert cells_json(cells) == [json.dumps(c.tolist()) for c in cells]
+
+
+def test_prefetch_keeps_order_raises_where_the_source_failed_and_closes_it() -> None:
+    from ingest.prefetch import prefetch
+
+    assert list(prefetch(iter(range(100)), depth=2)) == list(range(100))
+
+    def failing():
+        yield 1
+        yield 2
+        raise ValueError("frame 2 is bad")
+
+    got = []
+    with pytest.raises(ValueError, match="frame 2 is bad"):
+        for item in prefetch(failing()):
+            got.append(item)
+    assert got == [1, 2]
+
+    closed = []
+
+    def endless():
+        try:
+            k = 0
+            while True:
+                yield k
+                k += 1
+        finally:
+            closed.append(True)
+
+    it = prefetch(endless())
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    it.close()  # the consumer stops early (an error or Ctrl-C in the loader)
+    assert closed == [True]
+
+
+def test_columnar_reader_equals_the_frame_by_frame_reader(tmp_path) -> None:
+    """Batches straight from the C parser hold what ASE's reader gives, frame by frame."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    from ingest.extxyz import parse_extxyz, parse_extxyz_batches
+    from warehouse.records import FrameBatch
+
+    rng = np.random.default_rng(7)
+    frames = []
+    for k in range(30):
+        a = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 1 + k % 3))
+        a.symbols[rng.random(len(a)) < 0.4] = "Ni"
+        a.rattle(0.05, seed=k)
+        a.calc = EMT()
+        res = {"energy": a.get_potential_energy(), "forces": a.get_forces()}
+        if k % 2:
+            res["stress"] = a.get_stress()
+        a.calc = SinglePointCalculator(a, **res)
+        a.info["config_type"] = f"t{k % 4}"
+        if k % 5 == 0:
+            a.pbc = (True, True, False)
+        frames.append(a)
+    path = tmp_path / "set.xyz"
+    write(path, frames, format="extxyz")
+    batches = list(parse_extxyz_batches(path, reader="c", batch_atoms=100))
+    assert len(batches) > 3
+    ase_batch = FrameBatch.from_frames(list(parse_extxyz(path, reader="ase")))
+    got = [f for b in batches for f in b.frames()]
+    want = ase_batch.frames()
+    assert len(got) == len(want) == 30
+    for g, w in zip(got, want, strict=True):
+        assert np.array_equal(g.numbers, w.numbers) and np.array_equal(g.positions, w.positions)
+        assert np.array_equal(g.cell, w.cell) and np.array_equal(g.pbc, w.pbc)
+        assert (g.index, g.config_type, g.labels.energy) == (w.index, w.config_type, w.labels.energy)
+        assert np.array_equal(g.labels.forces, w.labels.forces)
+        assert (g.labels.stress is None) == (w.labels.stress is None)
+        if g.labels.stress is not None:
+            assert np.array_equal(g.labels.stress, w.labels.stress)

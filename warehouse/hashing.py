@@ -85,12 +85,15 @@ def structure_hashes_batch(
     cells: NDArray[np.float64],
     pbcs: NDArray[np.bool_],
     counts: NDArray[np.integer],
+    *,
+    with_orders: bool = True,
 ) -> tuple[list[str], list[str], list[NDArray[np.int64]]]:
     """:func:`structure_hashes` of many structures at once, from concatenated per-atom arrays.
 
     ``numbers`` (N,), ``positions`` (N, 3) are the structures' atoms one after the other,
     ``counts`` (F,) their atom counts, ``cells`` (F, 3, 3) and ``pbcs`` (F, 3) per structure.
     Vectorised over the batch; the digests are those of :func:`structure_hashes` exactly.
+    Without ``with_orders`` the third list is empty (the loader needs only the digests).
     """
     numbers = np.ascontiguousarray(numbers, dtype=np.int32)
     pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
@@ -101,24 +104,44 @@ def structure_hashes_batch(
     periodic = pbcs.any(axis=1)
     cart = pos
     if periodic.any():
-        frac = _rows_times(pos, _inverse_3x3(cells)[frame])
-        p = pbcs[frame]
-        wrapped = np.where(p, np.mod(frac, 1.0), frac)
-        # mod can return exactly 1.0 for tiny negatives; that point is the same lattice site as 0
-        wrapped = np.where(p & (wrapped >= 1.0), 0.0, wrapped)
-        cart = np.where(periodic[frame][:, None], _rows_times(wrapped, cells[frame]), pos)
+        # per-atom copies of each structure's matrices (np.repeat: cheaper than a gather by index)
+        frac = _rows_times(pos, np.repeat(_inverse_3x3(cells), counts, axis=0))
+        if pbcs.all():  # the common case: the where()s below, without their masks
+            wrapped = np.mod(frac, 1.0)
+            wrapped[wrapped >= 1.0] = 0.0
+            cart = _rows_times(wrapped, np.repeat(cells, counts, axis=0))
+        else:
+            p = pbcs[frame]
+            wrapped = np.where(p, np.mod(frac, 1.0), frac)
+            # mod can return exactly 1.0 for tiny negatives: the same lattice site as 0
+            wrapped = np.where(p & (wrapped >= 1.0), 0.0, wrapped)
+            cart = np.where(periodic[frame][:, None], _rows_times(wrapped, cells[frame]), pos)
     pos_int = np.rint(cart * _SCALE).astype(np.int64)
-    cell_int = np.rint(cells * _SCALE).astype(np.int64)
     order_all = _canonical_order(frame, numbers, pos_int)
-    bounds = np.concatenate([[0], np.cumsum(counts)])
+    # The digests hash byte ranges of these buffers: no per-structure array operations.
+    bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
+    z_bytes = memoryview(numbers.tobytes())
+    pos_bytes = memoryview(pos_int.tobytes())
+    z_sorted = memoryview(numbers[order_all].tobytes())
+    pos_sorted = memoryview(pos_int[order_all].tobytes())
+    cell_bytes = memoryview(np.rint(cells * _SCALE).astype(np.int64).tobytes())
+    pbc_bytes = memoryview(np.ascontiguousarray(pbcs).tobytes())
+    n_bytes = memoryview(counts.tobytes())
     hashes, free, orders = [], [], []
+    sha256 = hashlib.sha256
     for f in range(len(counts)):
-        lo, hi = int(bounds[f]), int(bounds[f + 1])
-        z, pi = numbers[lo:hi], pos_int[lo:hi]
-        order = order_all[lo:hi] - lo
-        hashes.append(_digest_int(z, pi, cell_int[f], pbcs[f]))
-        free.append(_digest_int(z[order], pi[order], cell_int[f], pbcs[f]))
-        orders.append(order)
+        lo, hi = bounds[f], bounds[f + 1]
+        head = n_bytes[8 * f : 8 * f + 8]
+        cell_pbc = (cell_bytes[72 * f : 72 * f + 72], pbc_bytes[3 * f : 3 * f + 3])
+        for z, pi, out in ((z_bytes, pos_bytes, hashes), (z_sorted, pos_sorted, free)):
+            h = sha256(head)
+            h.update(z[4 * lo : 4 * hi])
+            h.update(pi[24 * lo : 24 * hi])
+            h.update(cell_pbc[0])
+            h.update(cell_pbc[1])
+            out.append(h.hexdigest())
+        if with_orders:
+            orders.append(order_all[lo:hi] - lo)
     return hashes, free, orders
 
 
@@ -128,8 +151,9 @@ def _canonical_order(
 ) -> NDArray[np.int64]:
     """Atoms sorted by (structure, Z, x, y, z): np.lexsort of those five keys.
 
-    Each lexsort key is a sorting pass, so (structure, Z, x) are packed into one int64 when their
-    ranges fit (always, for real structures): the same order from three passes instead of five.
+    Each lexsort key is a sorting pass, so (structure, Z, x) and (y, z) are packed into one int64
+    each when their ranges fit (always, for real structures): the same order from two passes
+    instead of five.
     """
     x = pos_int[:, 0]
     if pack and len(x):
@@ -138,8 +162,34 @@ def _canonical_order(
         fz_bits = max(int(frame[-1]) * 128 + 127, 1).bit_length()
         if x_bits + fz_bits <= 62:
             packed = ((frame * 128 + numbers) << x_bits) | (x - x_min)
-            return np.lexsort((pos_int[:, 2], pos_int[:, 1], packed))
+            y, z = pos_int[:, 1], pos_int[:, 2]
+            y_min, z_min = int(y.min()), int(z.min())
+            y_bits = max(int(y.max()) - y_min, 1).bit_length()
+            z_bits = max(int(z.max()) - z_min, 1).bit_length()
+            if y_bits + z_bits <= 62:
+                return _two_key_order(packed, ((y - y_min) << z_bits) | (z - z_min))
+            return np.lexsort((z, y, packed))
     return np.lexsort((pos_int[:, 2], pos_int[:, 1], x, numbers, frame))
+
+
+def _two_key_order(primary: NDArray[np.int64], secondary: NDArray[np.int64]) -> NDArray[np.int64]:
+    """``np.lexsort((secondary, primary))``, from one unstable sort (several times faster) plus a
+    stable sort of only the atoms whose primary keys tie (atoms of a structure sharing species
+    and x: few, except in ideal lattices)."""
+    order = np.argsort(primary)
+    ranked = primary[order]
+    tie = np.zeros(len(order), dtype=np.bool_)
+    eq = ranked[1:] == ranked[:-1]
+    tie[1:] |= eq
+    tie[:-1] |= eq
+    if not tie.any():
+        return order
+    if tie.mean() > 0.5:
+        return np.lexsort((secondary, primary))
+    where = np.flatnonzero(tie)
+    sub = np.sort(order[where])  # original order first: lexsort breaks full ties by it
+    order[where] = sub[np.lexsort((secondary[sub], primary[sub]))]
+    return order
 
 
 def _digest_int(numbers: NDArray, pos_int: NDArray, cell_int: NDArray, pbc: NDArray) -> str:

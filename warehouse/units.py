@@ -14,14 +14,14 @@ from numpy.typing import NDArray
 EV_PER_A3_TO_GPA = 1.0 / _EV_PER_A3_PER_GPA  # 160.21766...
 VOIGT_ORDER = ("xx", "yy", "zz", "yz", "xz", "xy")
 
-# Index pairs of the Voigt components in a 3x3 tensor.
+# Index pairs of the Voigt components in a 3x3 tensor, and their row-major flat indices.
 _VOIGT_IJ = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+_VOIGT_FLAT = np.array([3 * i + j for i, j in _VOIGT_IJ])
 
 
 def full_to_voigt(tensor: NDArray[np.float64]) -> NDArray[np.float64]:
     """3x3 (or 9 values, row-major) -> 6 Voigt components xx yy zz yz xz xy."""
-    t = np.asarray(tensor, dtype=np.float64).reshape(3, 3)
-    return np.array([t[i, j] for i, j in _VOIGT_IJ])
+    return np.asarray(tensor, dtype=np.float64).reshape(9)[_VOIGT_FLAT]
 
 
 def ase_stress_to_gpa(stress: NDArray[np.float64]) -> NDArray[np.float64]:
