@@ -117,12 +117,13 @@ def ingest_predictions(
     model: str,
     keys: LabelKeys = PREDICTION_KEYS,
     argv: list[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> IngestSummary:
     """Store ``model``'s predictions from an extended XYZ file, matched to stored structures.
 
     The model is registered on first use (``warehouse model add`` records its metadata).
     Structures not in the warehouse make the whole file refused, with their count and the first
-    examples.
+    examples. ``progress(n_structures, n_atoms)`` is called after each stored batch.
     """
     path = str(path)
     if not Path(path).is_file():
@@ -130,7 +131,8 @@ def ingest_predictions(
     sha = scan_file(path)
     with ingest_run(wh, kind="predictions", source=path, source_sha256=sha, argv=argv) as ld:
         model_id = ld.model(model)
-        ld.add_predictions(model_id, parse_predictions(path, keys=keys), path=path)
+        ld.add_predictions(model_id, parse_predictions(path, keys=keys), path=path,
+                           progress=progress)
     return ld.summary
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from ase.data import chemical_symbols
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import ARRAY, String, any_, bindparam, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from ingest.interrupts import critical
@@ -36,7 +36,7 @@ from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.errors import IngestError, NotFound
 from warehouse.errorsums import calc_element_force_sums, calc_error_sums
-from warehouse.hashing import structure_hashes
+from warehouse.hashing import structure_hashes, structure_hashes_batch
 from warehouse.lake import LakeTransaction
 from warehouse.provenance import new_run, now
 
@@ -221,8 +221,14 @@ class Loader:
 
     def _lookup_hashes(self, hashes: list[str]) -> dict[str, int]:
         found: dict[str, int] = {}
-        todo = [h for h in hashes if h not in self._sid_by_hash]
-        for chunk in _chunks(sorted(set(todo))):
+        todo = sorted({h for h in hashes if h not in self._sid_by_hash})
+        if self.s.bind.dialect.name == "postgresql":
+            # one array parameter: PostgreSQL plans IN (...) with thousands of parameters slowly
+            rows = self.s.execute(select(m.Structure.hash, m.Structure.id).where(
+                m.Structure.hash == any_(bindparam("hashes", todo, type_=ARRAY(String)))))
+            found.update({h: i for h, i in rows})
+            todo = []
+        for chunk in _chunks(todo):
             rows = self.s.execute(
                 select(m.Structure.hash, m.Structure.id).where(m.Structure.hash.in_(chunk))
             )
@@ -405,13 +411,15 @@ class Loader:
     # -- predictions --------------------------------------------------------------------------
 
     def add_predictions(
-        self, model_id: int, items: Iterable[PredictionFrame], *, path: str
+        self, model_id: int, items: Iterable[PredictionFrame], *, path: str,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
         """Store a model's predictions, matched to stored structures by content hash.
 
         A structure listed with its atoms in another order is matched by the order-free hash and
         its forces are permuted back. Predictions of structures not in the warehouse are refused
-        as a whole, with the count and the first examples.
+        as a whole, with the count and the first examples. ``progress(n_structures, n_atoms)``
+        is called after each batch.
         """
         missing: list[str] = []
         total = 0
@@ -419,6 +427,8 @@ class Loader:
             total += len(batch)
             with critical():
                 missing += self._add_prediction_batch(model_id, batch)
+            if progress is not None:
+                progress(len(batch), sum(p.frame.n_atoms for p in batch))
         if missing:
             raise IngestError(
                 f"{len(missing)} of {total} structures are not in the warehouse (first: "
@@ -430,8 +440,13 @@ class Loader:
     def match_structures(self, batch: list[PredictionFrame]) -> tuple[list[int | None], list[np.ndarray | None]]:
         """Stored structure id of each frame (None if absent) and, for a frame whose atoms come in
         another order, the permutation that puts its per-atom arrays in stored order."""
-        hashed = [structure_hashes(p.frame.numbers, p.frame.positions, p.frame.cell, p.frame.pbc)
-                  for p in batch]
+        frames = [p.frame for p in batch]
+        hashed = list(zip(*structure_hashes_batch(
+            np.concatenate([f.numbers for f in frames]),
+            np.concatenate([f.positions for f in frames]).reshape(-1, 3),
+            np.stack([f.cell for f in frames]), np.stack([f.pbc for f in frames]),
+            np.fromiter((f.n_atoms for f in frames), dtype=np.int64, count=len(frames)),
+        ), strict=True))
         known = self._lookup_hashes([h for h, _, _ in hashed])
         sids: list[int | None] = []
         perms: list[np.ndarray | None] = []
