@@ -118,8 +118,13 @@ def predictions(
     from ingest.atoms import prediction_keys
 
     keys = prediction_keys(energy=energy_key, forces=forces_key, stress=stress_key, virial=virial_key)
-    with open_from(ctx) as wh:
-        summary = ingest_predictions(wh, path, model=model, keys=keys, argv=argv())
+    progress = Progress()
+    try:
+        with open_from(ctx) as wh:
+            summary = ingest_predictions(wh, path, model=model, keys=keys, argv=argv(),
+                                         progress=progress)
+    finally:
+        progress.done()
     typer.echo(summary.line())
 
 

@@ -206,3 +206,27 @@ def test_columnar_reader_equals_the_frame_by_frame_reader(tmp_path) -> None:
         assert (g.labels.stress is None) == (w.labels.stress is None)
         if g.labels.stress is not None:
             assert np.array_equal(g.labels.stress, w.labels.stress)
+
+
+def test_structures_and_predictions_report_progress(wh, tmp_path) -> None:
+    """Both ingests call ``progress(structures, atoms)`` per batch, adding up to the file."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    from ingest.api import ingest_predictions, ingest_structures
+
+    frames = []
+    for k in range(12):
+        a = bulk("Ni", "fcc", a=3.52, cubic=True).repeat((2, 2, 2))
+        a.rattle(0.03, seed=k)
+        a.calc = EMT()
+        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy(), forces=a.get_forces())
+        frames.append(a)
+    path = tmp_path / "ni.xyz"
+    write(path, frames, format="extxyz")
+    for ingest, kwargs in ((ingest_structures, {"dataset": "ni"}), (ingest_predictions, {"model": "emt"})):
+        calls = []
+        ingest(wh, path, progress=lambda s, a: calls.append((s, a)), **kwargs)
+        assert calls and tuple(map(sum, zip(*calls))) == (12, 12 * 32)
