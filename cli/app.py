@@ -15,9 +15,8 @@ from cli import runs as runs_cmds
 from cli import plot as plot_cmds
 from cli import evaluate as evaluate_cmds, pareto as pareto_cmds, timings as timings_cmds
 from cli import ensemble as ensemble_cmds, grades as grades_cmds, uq as uq_cmds
-from cli.context import WarehouseGroup, argv, open_from
+from cli.context import LAKE_ENV, URL_ENV, WarehouseGroup, argv, open_from
 from cli.output import Format, emit, render
-from warehouse.settings import LAKE_ENV, URL_ENV
 
 app = typer.Typer(
     cls=WarehouseGroup,

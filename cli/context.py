@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperGroup
 
-from warehouse import Warehouse, open_warehouse
-from warehouse.errors import WarehouseError
+if TYPE_CHECKING:
+    from warehouse import Warehouse
+
+# The same names as warehouse.settings.URL_ENV and LAKE_ENV (a test checks): importing anything
+# from the warehouse package loads sqlalchemy, pyarrow and the models, ~0.8 s of start-up.
+URL_ENV = "WAREHOUSE_URL"
+LAKE_ENV = "WAREHOUSE_LAKE"
+
+
+def _is_warehouse_error(exc: BaseException) -> bool:
+    # A WarehouseError can only exist once warehouse.errors was imported; --help never imports it.
+    errors = sys.modules.get("warehouse.errors")
+    return errors is not None and isinstance(exc, errors.WarehouseError)
 
 
 class WarehouseGroup(TyperGroup):
@@ -21,15 +32,19 @@ class WarehouseGroup(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except WarehouseError as exc:
-            typer.echo(f"Error: {exc}", err=True)
-            sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             typer.echo("Interrupted: nothing from this command was kept.", err=True)
             sys.exit(130)
+        except Exception as exc:
+            if not _is_warehouse_error(exc):
+                raise
+            typer.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
 
 
 def open_from(ctx: typer.Context, *, check_schema: bool = True) -> Warehouse:
+    from warehouse import open_warehouse
+
     obj = ctx.find_root().obj or {}
     return open_warehouse(obj.get("url"), obj.get("lake"), check_schema=check_schema)
 

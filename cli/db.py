@@ -7,15 +7,15 @@ from typing import Annotated
 import typer
 
 from cli.context import WarehouseGroup
-from warehouse import migrate
-from warehouse.db import current_revision, make_engine
-from warehouse.settings import Settings
 
 app = typer.Typer(cls=WarehouseGroup, help="Create, upgrade or inspect the catalog schema.",
                   no_args_is_help=True)
 
 
 def _engine(ctx: typer.Context):
+    from warehouse.db import make_engine
+    from warehouse.settings import Settings
+
     obj = ctx.find_root().obj or {}
     return make_engine(Settings.resolve(url=obj.get("url"), lake=obj.get("lake")).url)
 
@@ -29,6 +29,9 @@ def upgrade(
 
     Example: warehouse db upgrade
     """
+    from warehouse import migrate
+    from warehouse.db import current_revision
+
     engine = _engine(ctx)
     migrate.upgrade(engine, revision)
     typer.echo(f"catalog at revision {current_revision(engine)}")
@@ -43,6 +46,9 @@ def downgrade(
 
     Example: warehouse db downgrade base
     """
+    from warehouse import migrate
+    from warehouse.db import current_revision
+
     engine = _engine(ctx)
     migrate.downgrade(engine, revision)
     typer.echo(f"catalog at revision {current_revision(engine)}")
@@ -54,6 +60,9 @@ def current(ctx: typer.Context) -> None:
 
     Example: warehouse db current
     """
+    from warehouse import migrate
+    from warehouse.db import current_revision
+
     engine = _engine(ctx)
     typer.echo(f"catalog: {current_revision(engine)}\ncode:    {migrate.head_revision()}")
 

@@ -10,13 +10,23 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import typer
 
-from queries.export import render_table, to_json, to_markdown, to_text_table
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Format", "emit", "render", "to_json", "to_markdown", "to_text_table"]
+
+
+def __getattr__(name: str):
+    # deferred: queries.export imports pandas (~0.4 s of start-up for every command)
+    if name in ("to_json", "to_markdown", "to_text_table"):
+        import queries.export
+
+        return getattr(queries.export, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Format(StrEnum):
@@ -40,6 +50,8 @@ def render(
     notes: Sequence[str] = (),
 ) -> str:
     """``df`` as text in ``fmt``. JSON is a list of records; JSON and CSV carry no stamp/notes."""
+    from queries.export import render_table
+
     return render_table(df, Format(fmt).value, digits=digits, units=units, best=best, group=group,
                         stamp=stamp, notes=notes)
 

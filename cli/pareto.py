@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 
 from cli.context import open_from
 from cli.output import Format, emit, render
 from cli.timings import readable
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class ParetoFormat(StrEnum):
@@ -43,6 +45,8 @@ def pareto_table(ctx: typer.Context, *, metric: str, dataset: list[str] | None,
 
 def to_latex(df: pd.DataFrame) -> str:
     """A booktabs table of the front: model, hardware, error, cost, front marker."""
+    import pandas as pd
+
     def esc(v: object) -> str:
         return str(v).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("&", r"\&").replace("%", r"\%")
 

@@ -95,7 +95,7 @@ def properties_plot(
 from pathlib import Path as _Path  # noqa: E402
 from typing import Annotated as _Annotated  # noqa: E402
 
-from queries.uq import Level as _UQLevel, Quantity as _UQQuantity  # noqa: E402
+from queries.uq_options import Level as _UQLevel, Quantity as _UQQuantity  # noqa: E402
 
 
 @app.command("uq")

@@ -9,7 +9,7 @@ import typer
 
 from cli.context import open_from
 from cli.output import Format, emit, render
-from queries.uq import DEFAULT_N_BOOT, By, Level, Show
+from queries.uq_options import DEFAULT_N_BOOT, By, Level, Show
 
 
 def uq(

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,31 +28,15 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy.stats import rankdata
 
+from queries.uq_options import DEFAULT_N_BOOT, By, Level, Quantity, Show
+
 if TYPE_CHECKING:
     from queries.uq_data import UQData
 
 # Resamples larger than this are ranked on m-subsamples (m-out-of-n bootstrap, see spearman_ci):
 # re-ranking 7.5M atoms a few hundred times would cost minutes for a CI width of ~1e-4.
 BOOT_EXACT_MAX_N = 50_000
-DEFAULT_N_BOOT = 200
 DEFAULT_SEED = 0
-
-
-class Quantity(StrEnum):
-    ENERGY = "energy"
-    FORCE = "force"
-
-
-class Level(StrEnum):
-    STRUCTURE = "structure"
-    ATOM = "atom"
-
-
-class By(StrEnum):
-    DATASET = "dataset"
-    SUBSET = "subset"
-    ELEMENT = "element"
-    N_ELEMENTS = "n_elements"
 
 
 # (quantity, level) pairs that exist: energy has no per-atom form.
@@ -385,12 +368,6 @@ def uq_threshold(
             "unit": REPORT_UNIT[quantity],
         })
     return pd.DataFrame(rows)
-
-
-class Show(StrEnum):
-    SUMMARY = "summary"
-    CALIBRATION = "calibration"
-    THRESHOLD = "threshold"
 
 
 def uq_report(
