@@ -8,13 +8,13 @@ from pathlib import Path
 from ingest import gpumd
 from ingest.asedb import parse_ase_db
 from ingest.atoms import PREDICTION_KEYS, LabelKeys
-from ingest.extxyz import parse_extxyz, parse_extxyz_batches, scan_file
+from ingest.extxyz import ExtxyzReader, parse_extxyz, scan_file
+from ingest.formats import FORMATS, detect_format
 from ingest.loader import IngestSummary, ingest_run
 from ingest.mlearn import parse_mlearn_json
-from ingest.prefetch import prefetch
-from ingest.pickles import check_trust, is_pickle, parse_pickle
+from ingest.pickles import check_trust, parse_pickle
 from ingest.predictions import parse_predictions
-from ingest.vasp import is_vasp, parse_vasp, read_vasp_settings
+from ingest.vasp import parse_vasp, read_vasp_settings
 from warehouse.core import Warehouse
 from warehouse.errors import IngestError
 from warehouse.hashing import sha256_file
@@ -29,28 +29,7 @@ STRUCTURE_READERS: dict[str, Parser] = {
     "ase-db": parse_ase_db,
     "pickle": parse_pickle,
 }
-
-
-def detect_format(path: str | Path) -> str:
-    """Name of the reader for ``path`` from its name (compression suffixes ignored)."""
-    if is_vasp(path):
-        return "vasp"
-    if is_pickle(path):
-        return "pickle"
-    name = Path(path).name.lower()
-    if name.endswith(".db"):
-        return "ase-db"
-    for suffix in (".gz", ".bz2", ".xz"):
-        name = name.removesuffix(suffix)
-    if name.endswith((".xyz", ".extxyz")):
-        return "extxyz"
-    if name.endswith(".json"):
-        return "mlearn-json"
-    raise IngestError(
-        "cannot tell the format from the file name; pass --format "
-        f"({', '.join(STRUCTURE_READERS)})",
-        path=str(path),
-    )
+assert tuple(STRUCTURE_READERS) == FORMATS
 
 
 def ingest_structures(
@@ -65,10 +44,13 @@ def ingest_structures(
     trust_pickle: bool = False,
     argv: list[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    reader: ExtxyzReader | None = None,
 ) -> IngestSummary:
     """Store the structures of ``path`` in ``dataset`` with their labels as references.
 
-    ``progress(n_structures, n_atoms)`` is called after each stored batch.
+    ``progress(n_structures, n_atoms)`` is called after each stored batch. ``reader`` is the
+    :class:`ExtxyzReader` of ``path`` if the caller began reading earlier (the CLI does, before
+    it imports the catalog machinery); it is closed here.
 
     VASP outputs name their own level of theory (e.g. ``VASP-PBE-520eV``) unless one is given.
     A pickle is read only with ``trust_pickle`` (unpickling can run arbitrary code).
@@ -79,6 +61,28 @@ def ingest_structures(
     fmt = fmt or detect_format(path)
     if fmt not in STRUCTURE_READERS:
         raise IngestError(f"unknown format {fmt!r}; known: {', '.join(STRUCTURE_READERS)}", path=path)
+    if fmt != "extxyz":
+        if reader is not None:
+            reader.close()
+        return _ingest_frames(wh, path, fmt, dataset=dataset, level_of_theory=level_of_theory,
+                              subset=subset, split=split, trust_pickle=trust_pickle, argv=argv,
+                              progress=progress)
+    # the columnar reader (no per-frame records) in a child process, ahead of this one's writes
+    with reader or ExtxyzReader(path) as stream:
+        sha = stream.sha256()  # binary data or an over-long line is refused before anything
+        with ingest_run(wh, kind="structures", source=path, source_sha256=sha, argv=argv) as ld:
+            level = ld.level_of_theory(level_of_theory)
+            ds = ld.dataset(dataset, level)
+            ld.add_batches(stream, dataset_id=ds, level_id=level, subset=subset, split=split,
+                           progress=progress)
+    return ld.summary
+
+
+def _ingest_frames(wh: Warehouse, path: str, fmt: str, *, dataset: str,
+                   level_of_theory: str | None, subset: str | None, split: str | None,
+                   trust_pickle: bool, argv: list[str] | None,
+                   progress: Callable[[int, int], None] | None) -> IngestSummary:
+    """Formats read frame by frame (ASE, JSON, pickles): validated frames into batches here."""
     if fmt == "pickle":
         check_trust(path, trust_pickle)  # refuse before anything is opened or recorded
     level_attrs: dict = {}
@@ -86,28 +90,15 @@ def ingest_structures(
         settings = read_vasp_settings(path)
         level_of_theory = level_of_theory or settings.name()
         level_attrs = settings.attrs()
-    sha = scan_file(path) if fmt == "extxyz" else sha256_file(path)
+    sha = sha256_file(path)
     with ingest_run(wh, kind="structures", source=path, source_sha256=sha, argv=argv) as ld:
         level = ld.level_of_theory(level_of_theory, **level_attrs)
         ds = ld.dataset(dataset, level)
-        if fmt == "extxyz":
-            # the columnar reader (no per-frame records), reading and hashing the next batch in
-            # a second thread while this one writes (measured: ~10 % faster than hashing here)
-            batches = prefetch(_hashed(parse_extxyz_batches(path)))
-            ld.add_batches(batches, dataset_id=ds, level_id=level, subset=subset, split=split,
-                           progress=progress)
-        else:
-            reader = (parse_pickle(path, trust=True) if fmt == "pickle"
-                      else STRUCTURE_READERS[fmt](path))
-            ld.add_frames(reader, dataset_id=ds, level_id=level, path=path, subset=subset,
-                          split=split, progress=progress)
+        frames = (parse_pickle(path, trust=True) if fmt == "pickle"
+                  else STRUCTURE_READERS[fmt](path))
+        ld.add_frames(frames, dataset_id=ds, level_id=level, path=path, subset=subset,
+                      split=split, progress=progress)
     return ld.summary
-
-
-def _hashed(batches: Iterable[FrameBatch]) -> Iterator[FrameBatch]:
-    for batch in batches:
-        batch.identity()  # computed here, in the reader's thread, and kept for the loader
-        yield batch
 
 
 def ingest_predictions(

@@ -15,7 +15,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers
 
-from ingest.bulk import det3
+from warehouse.geometry import det3
 from warehouse.records import Frame, FrameBatch, Labels
 from warehouse.errors import IngestError
 from warehouse.units import ase_stress_to_gpa, virial_to_stress_gpa

@@ -8,8 +8,9 @@ Two readers give the same frames (a test proves it on every sample file):
   cannot read a variant: if it fails at frame k, ASE re-reads the file from frame k, so a file
   that either reader can read is read, and an unreadable one is reported by ASE with its frame.
 
-Before parsing, :func:`scan_file` reads the bytes once (it computes the provenance sha256 at the
-same time) and refuses binary data and pathologically long lines with the line number.
+:func:`scan_file` reads the bytes once (it computes the provenance sha256 at the same time) and
+refuses binary data and pathologically long lines with the line number; it runs before parsing,
+or beside it with the parser in another process (:class:`ExtxyzReader`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from warehouse.records import BATCH_ATOMS, Frame, FrameBatch
 # a 9-component virial, a 9-component stress and a dozen tags, are a few kB).
 MAX_LINE_BYTES = 1 << 20
 _SCAN_BLOCK = 1 << 22
+# Batches read ahead in a reader process: small enough that the loader starts soon and finishes
+# soon after the reader (the pipeline's fill and drain), large enough to amortise per-batch work.
+READ_AHEAD_BATCH_ATOMS = 100_000
 
 try:  # the C parser is an optional speed-up; ASE reads everything it reads
     from extxyz import cextxyz as _cx
@@ -40,8 +44,9 @@ def _opener(path: str):
     return gzip.open if path.endswith(".gz") else open
 
 
-def scan_file(path: str | Path) -> str:
-    """Return the file's sha256; refuse NUL bytes and over-long lines, naming the line.
+def scan_file(path: str | Path, *, digest: bool = True) -> str | None:
+    """Return the file's sha256 (None without ``digest``); refuse NUL bytes and over-long
+    lines, naming the line.
 
     Uses bytes' memchr-based searches: a block's lines are never split out one by one.
     """
@@ -53,7 +58,7 @@ def scan_file(path: str | Path) -> str:
             compressed = path.endswith(".gz")
             src = gzip.open(raw) if compressed else raw
             while block := src.read(_SCAN_BLOCK):
-                if not compressed:
+                if digest and not compressed:
                     h.update(block)
                 if (nul := block.find(b"\0")) >= 0:
                     where = line + block.count(b"\n", 0, nul)
@@ -72,7 +77,7 @@ def scan_file(path: str | Path) -> str:
                 start = max(start, block.rfind(b"\n") + 1)
                 run = n - start
                 line += block.count(b"\n")
-            if compressed:
+            if digest and compressed:
                 raw.seek(0)
                 while block := raw.read(_SCAN_BLOCK):
                     h.update(block)
@@ -80,7 +85,7 @@ def scan_file(path: str | Path) -> str:
         if isinstance(exc, IngestError):
             raise
         raise IngestError(f"cannot read ({exc})", path=path) from exc
-    return h.hexdigest()
+    return h.hexdigest() if digest else None
 
 
 def parse_extxyz(
@@ -116,6 +121,85 @@ def parse_extxyz_batches(
         if exc.path is None:  # raised by a converter that does not know the file
             raise IngestError(str(exc), path=path, where=exc.where) from exc
         raise
+
+
+class ExtxyzReader:
+    """An extended XYZ file read ahead of the loader, for ``warehouse ingest structures``.
+
+    Reading (parsing, building batches, hashing structures) is as much work as writing, so it
+    runs in a child process (:class:`ingest.prefetch.ReadAhead`) while the loader writes, from
+    the moment the reader is made: the CLI makes it before it imports the catalog machinery.
+    Meanwhile a thread of this process checks the bytes (:func:`scan_file`: no binary data, no
+    over-long line) and computes the file's sha256 (hashlib and file reads run outside the GIL).
+    The check comes first in the results: :meth:`check` raises what it found before any batch
+    is taken, and should the parser choke on such a file, it does so in the child process.
+    Structure hashes and descriptions (formula, cell text, ...) are computed by the reader when
+    the loader is still busy with the previous batch, and otherwise left to the loader
+    (:meth:`FrameBatch.identity` and :meth:`FrameBatch.description` compute them on first use):
+    whichever side has time does it.
+
+    Call :meth:`check`, then iterate for the batches; :meth:`close` ends both helpers.
+    """
+
+    def __init__(self, path: str | Path, *, keys: LabelKeys = DEFAULT_KEYS,
+                 batch_atoms: int = READ_AHEAD_BATCH_ATOMS, mode: str | None = None) -> None:
+        import threading
+
+        from ingest.prefetch import ReadAhead
+
+        self.path = path_ = str(path)
+        self._scan: list[str | BaseException] = []
+        self._scan_thread = threading.Thread(target=self._run_scan, name="warehouse-scan",
+                                             daemon=True)
+        self._scan_thread.start()
+        self._stream = ReadAhead(lambda idle: _stream(path_, keys, batch_atoms, idle), mode=mode)
+
+    def _run_scan(self) -> None:
+        try:
+            self._scan.append(scan_file(self.path))
+        except BaseException as exc:  # noqa: BLE001 - raised by check()
+            self._scan.append(exc)
+
+    def check(self) -> None:
+        """Wait for the byte check; raise what it found (binary data, an over-long line)."""
+        self._scan_thread.join()
+        if isinstance(self._scan[0], BaseException):
+            raise self._scan[0]
+
+    def sha256(self) -> str:
+        self.check()
+        return self._scan[0]  # type: ignore[return-value]
+
+    def __iter__(self) -> ExtxyzReader:
+        return self
+
+    def __next__(self) -> FrameBatch:
+        from ingest.prefetch import ReaderDied
+
+        try:
+            return next(self._stream)
+        except ReaderDied as exc:
+            raise IngestError(f"cannot read extended XYZ: {exc}", path=self.path) from exc
+
+    def __enter__(self) -> ExtxyzReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stream.close()
+        self._scan_thread.join()
+
+
+def _stream(path: str, keys: LabelKeys, batch_atoms: int, consumer_idle) -> Iterator[FrameBatch]:
+    """The reader's side of :class:`ExtxyzReader`: validated batches, hashed here unless the
+    loader waits for them."""
+    for batch in parse_extxyz_batches(path, keys=keys, batch_atoms=batch_atoms):
+        if not consumer_idle():
+            batch.identity()
+            batch.description()
+        yield batch
 
 
 def _parse(path: str, reader: str, keys: LabelKeys, batch_atoms: int) -> Iterator[FrameBatch]:

@@ -29,15 +29,14 @@ from sqlalchemy import ARRAY, String, any_, bindparam, insert, select, tuple_, u
 from sqlalchemy.orm import Session
 
 from ingest.interrupts import critical
-from ingest.bulk import (allocate_ids, as_float, bulk_insert, cells_json, composition, compositions,
-                         det3_batch, reduced_formula)
+from ingest.bulk import BackgroundCopy, allocate_ids, as_float, bulk_insert, composition, reduced_formula
 from warehouse.records import BATCH_ATOMS, Frame, FrameBatch, Labels, PredictionFrame
 from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.errors import IngestError, NotFound
 from warehouse.errorsums import calc_element_force_sums, calc_error_sums
 from warehouse.hashing import structure_hashes, structure_hashes_batch
-from warehouse.lake import LakeTransaction
+from warehouse.lake import LakeTransaction, numpy_table
 from warehouse.provenance import new_run, now
 
 # Keep IN (...) lists well under SQLite's 32,766 bound-parameter limit.
@@ -59,8 +58,6 @@ REFERENCE_COLS = ("id", "structure_id", "level_of_theory_id", "energy", "free_en
                   "lake_file_id", "ingest_run_id")
 STRESS_COLS = ("stress_xx", "stress_yy", "stress_zz", "stress_yz", "stress_xz", "stress_xy")
 SYMBOLS = np.array(chemical_symbols)
-# pbc as stored ("TTF"), indexed by 4 * pbc_x + 2 * pbc_y + pbc_z
-_PBC_TEXT = ["".join("T" if (k >> bit) & 1 else "F" for bit in (2, 1, 0)) for k in range(8)]
 
 
 @dataclass
@@ -141,6 +138,9 @@ class Loader:
         self.run = run
         self.summary = IngestSummary(kind=run.kind, run_id=run.id)
         self._sid_by_hash: dict[str, int] = {}
+        self._pool = None  # a worker thread for background lake writes, made on first use
+        self._copy: BackgroundCopy | None = None  # PostgreSQL: background COPYs, on first use
+        self._pending: list[tuple[int, Any]] = []  # (lake_files id, future of its WrittenFile)
 
     # -- named things -------------------------------------------------------------------------
 
@@ -208,14 +208,54 @@ class Loader:
         self.s.flush()
         return lf
 
-    def fill_lake_file(self, lf: m.LakeFile, table_name: str, table: pa.Table, **parts: object) -> None:
-        """Write ``table`` under ``<lake>/<table_name>/<key=value>.../`` and complete ``lf``."""
-        wf = self.lake.write(table_name, table, **parts)
+    def fill_lake_file(self, lf: m.LakeFile, table_name: str, table: pa.Table, *,
+                       background: bool = False, **parts: object) -> None:
+        """Write ``table`` under ``<lake>/<table_name>/<key=value>.../`` and complete ``lf``.
+
+        With ``background``, the file is written by a worker thread (Parquet encoding and
+        compression run outside the GIL, beside this thread's database statements) and ``lf``
+        is completed by the next :meth:`flush_lake_files`, which the loader calls before the
+        next batch and before commit.
+        """
+        if not background:
+            self._complete(lf.id, self.lake.write(table_name, table, **parts))
+            return
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse-lake")
+        self._pending.append((lf.id, self._pool.submit(self.lake.write, table_name, table, **parts)))
+
+    def flush_lake_files(self) -> None:
+        """Wait for the background lake writes; record each file's path and sha256 on its row."""
+        pending, self._pending = self._pending, []
+        for lf_id, future in pending:
+            self._complete(lf_id, future.result())
+
+    def _complete(self, lf_id: int, wf) -> None:
         self.s.execute(
             update(m.LakeFile)
-            .where(m.LakeFile.id == lf.id)
+            .where(m.LakeFile.id == lf_id)
             .values(path=wf.path, sha256=wf.sha256, n_rows=wf.n_rows, n_bytes=wf.n_bytes)
         )
+
+    def _finish_background(self) -> None:
+        """Before commit: the background lake files recorded, the background COPYs done (their
+        errors raised here), both workers stopped."""
+        self.flush_lake_files()
+        if self._copy is not None:
+            self._copy.wait()
+        self._stop_background()
+
+    def _stop_background(self) -> None:
+        """Let background work finish (lake files are then known to the lake transaction, for a
+        rollback to remove; no COPY is left running on the connection) and stop the workers."""
+        if self._copy is not None:
+            self._copy.close()
+            self._copy = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     # -- structures and references ------------------------------------------------------------
 
@@ -270,9 +310,13 @@ class Loader:
         all_ids: list[int] = []
         for batch in batches:
             with critical():  # an interrupt waits for the batch's statements (ingest.interrupts)
+                # the previous batch's lake files were written meanwhile, beside its statements
+                self.flush_lake_files()
                 all_ids += self._add_frame_batch(batch, dataset_id, level_id, subset, split)
             if progress is not None:
                 progress(len(batch), batch.n_atoms)
+        with critical():
+            self.flush_lake_files()
         return all_ids
 
     def _add_frame_batch(
@@ -280,6 +324,9 @@ class Loader:
         split: str | None,
     ) -> list[int]:
         hashes, free = b.identity()
+        # First every statement whose answer the rows need (what exists, new ids, lake file
+        # rows); then the rows, which on PostgreSQL are sent in the background (BackgroundCopy)
+        # while the next ones are built.
         known = self._lookup_hashes(hashes)
         new: list[int] = []  # positions in the batch of structures not stored yet
         seen: set[str] = set()
@@ -288,66 +335,90 @@ class Loader:
                 seen.add(h)
                 new.append(i)
         if new:
-            ids = self._insert_structures(b, new, hashes, free)
+            positions_lf = self.reserve_lake_file("positions")
+            ids = allocate_ids(self.s.connection(), m.Structure.__table__, len(new)).tolist()
             self._sid_by_hash.update({hashes[i]: sid for i, sid in zip(new, ids, strict=True)})
         self.summary.add("structures", len(new))
         self.summary.seen("structures", len(b) - len(new))
         sids = [self._sid_by_hash[h] for h in hashes]
         # Only structures known before this batch can already have members or references.
         old = {sids[i] for i, h in enumerate(hashes) if h in known}
-        self._add_members(b, sids, dataset_id, subset, split, old)
-        self._add_references(b, sids, level_id, old)
+        members = self._existing(m.DatasetMember, m.DatasetMember.dataset_id == dataset_id, old)
+        refs = self._existing(m.Reference, m.Reference.level_of_theory_id == level_id, old)
+        todo: list[int] = []  # positions in the batch of frames whose labels become references
+        for i, sid in enumerate(sids):
+            if not b.has_labels(i):
+                continue
+            if sid in refs:
+                self.summary.seen("references")
+                continue
+            refs.add(sid)
+            todo.append(i)
+        has_forces = b.has_forces.tolist()
+        with_forces = [k for k, i in enumerate(todo) if has_forces[i]]
+        ref_ids = allocate_ids(self.s.connection(), m.Reference.__table__, len(todo)).tolist()
+        forces_lf = self.reserve_lake_file("reference_forces") if with_forces else None
+
+        if new:
+            self._write_structures(b, new, hashes, free, ids, positions_lf)
+        self._write_members(b, sids, dataset_id, subset, split, members)
+        if todo:
+            self._write_references(b, sids, level_id, todo, ref_ids, with_forces, forces_lf)
+            # predictions can exist only for structures stored before this batch
+            self._errors_for_new_references(
+                [rid for rid, i in zip(ref_ids, todo, strict=True) if sids[i] in old])
         return sids
 
-    def _insert_structures(self, b: FrameBatch, new: list[int], hashes: list[str],
-                           free: list[str]) -> list[int]:
-        conn = self.s.connection()
-        lf = self.reserve_lake_file("positions")
-        ids = allocate_ids(conn, m.Structure.__table__, len(new)).tolist()
+    def _existing(self, table: type, where: Any, sids: set[int]) -> set[int]:
+        """Which of ``sids`` already have a row in ``table`` (members, references) under ``where``."""
+        found: set[int] = set()
+        for chunk in _chunks(sorted(sids)):
+            found.update(self.s.scalars(
+                select(table.structure_id).where(where, table.structure_id.in_(chunk))))
+        return found
+
+    def _rows(self, table: type, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        """Insert ``rows``: by a background COPY on PostgreSQL, at once elsewhere."""
+        if self._copy is None and self.s.bind.dialect.name == "postgresql" and rows:
+            self._copy = BackgroundCopy(self.s.connection())
+        if self._copy is not None:
+            self._copy.submit(table.__table__, columns, rows)
+        else:
+            bulk_insert(self.s.connection(), table.__table__, columns, rows)
+
+    def _write_structures(self, b: FrameBatch, new: list[int], hashes: list[str],
+                          free: list[str], ids: list[int], lf: m.LakeFile) -> None:
         new_arr = np.asarray(new, dtype=np.int64)
         n_new = b.counts[new_arr]
-        mask = np.repeat(np.isin(np.arange(len(b)), new_arr), b.counts)
-        numbers = b.numbers[mask]
-        symbols, counts, formulas = compositions(numbers, n_new)
-        cells = b.cells[new_arr]
-        cell_text = cells_json(cells)
-        pbcs = b.pbcs[new_arr]
-        volumes = np.abs(det3_batch(cells)).tolist()
-        full = pbcs.all(axis=1).tolist()
-        pbc_text = [_PBC_TEXT[k] for k in (pbcs @ np.array([4, 2, 1])).tolist()]
-        n_list = n_new.tolist()
+        d = b.description()  # usually computed by the reader process already
+        n_list = b.counts.tolist()
         rows, elements = [], []
-        for k, (sid, i) in enumerate(zip(ids, new, strict=True)):
+        for sid, i in zip(ids, new, strict=True):
+            symbols = d.symbols[i]
             rows.append((
-                sid, hashes[i], free[i], n_list[k], formulas[k], ",".join(symbols[k]),
-                len(symbols[k]), cell_text[k], pbc_text[k], volumes[k] if full[k] else None,
-                lf.id, self.run.id,
+                sid, hashes[i], free[i], n_list[i], d.formulas[i], ",".join(symbols),
+                len(symbols), d.cell_json[i], d.pbc_text[i], d.volumes[i], lf.id, self.run.id,
             ))
-            elements += [(sid, e, c) for e, c in zip(symbols[k], counts[k], strict=True)]
-        bulk_insert(conn, m.Structure.__table__, STRUCTURE_COLS, rows)
-        bulk_insert(conn, m.StructureElement.__table__, ("structure_id", "element", "count"), elements)
-        pos = b.positions[mask]
-        table = pa.table({
-            "structure_id": pa.array(np.repeat(ids, n_new), pa.int64()),
-            "atom_index": pa.array(_atom_index(n_new), pa.int32()),
-            "Z": pa.array(numbers, pa.int16()),
+            elements += [(sid, e, c) for e, c in zip(symbols, d.counts[i], strict=True)]
+        self._rows(m.Structure, STRUCTURE_COLS, rows)
+        self._rows(m.StructureElement, ("structure_id", "element", "count"), elements)
+        if len(new) == len(b):
+            numbers, pos = b.numbers, b.positions
+        else:
+            mask = np.repeat(np.isin(np.arange(len(b)), new_arr), b.counts)
+            numbers, pos = b.numbers[mask], b.positions[mask]
+        table = numpy_table({
+            "structure_id": np.repeat(np.asarray(ids, dtype=np.int64), n_new),
+            "atom_index": _atom_index(n_new).astype(np.int32),
+            "Z": numbers.astype(np.int16),
             "x": pos[:, 0], "y": pos[:, 1], "z": pos[:, 2],
         })
-        self.fill_lake_file(lf, "positions", table, run=self.run.id)
-        return ids
+        self.fill_lake_file(lf, "positions", table, background=True, run=self.run.id)
 
-    def _add_members(
+    def _write_members(
         self, b: FrameBatch, sids: list[int], dataset_id: int, subset: str | None,
-        split: str | None, old: set[int],
+        split: str | None, existing: set[int],
     ) -> None:
-        existing: set[int] = set()
-        for chunk in _chunks(sorted(old)):
-            existing.update(self.s.scalars(
-                select(m.DatasetMember.structure_id).where(
-                    m.DatasetMember.dataset_id == dataset_id,
-                    m.DatasetMember.structure_id.in_(chunk),
-                )
-            ))
         rows = []
         for sid, ctype, weight, index in zip(sids, b.config_type, b.weight, b.index, strict=True):
             if sid in existing:
@@ -356,34 +427,13 @@ class Loader:
             existing.add(sid)
             rows.append((dataset_id, sid, split, subset if subset is not None else ctype, ctype,
                          weight, index, self.run.id))
-        bulk_insert(self.s.connection(), m.DatasetMember.__table__, MEMBER_COLS, rows)
+        self._rows(m.DatasetMember, MEMBER_COLS, rows)
         self.summary.add("members", len(rows))
 
-    def _add_references(self, b: FrameBatch, sids: list[int], level_id: int, old: set[int]) -> None:
-        existing: set[int] = set()
-        for chunk in _chunks(sorted(old)):
-            existing.update(self.s.scalars(
-                select(m.Reference.structure_id).where(
-                    m.Reference.level_of_theory_id == level_id,
-                    m.Reference.structure_id.in_(chunk),
-                )
-            ))
-        todo: list[int] = []  # positions in the batch
-        for i, sid in enumerate(sids):
-            if not b.has_labels(i):
-                continue
-            if sid in existing:
-                self.summary.seen("references")
-                continue
-            existing.add(sid)
-            todo.append(i)
-        if not todo:
-            return
-        conn = self.s.connection()
-        ref_ids = allocate_ids(conn, m.Reference.__table__, len(todo)).tolist()
+    def _write_references(self, b: FrameBatch, sids: list[int], level_id: int, todo: list[int],
+                          ref_ids: list[int], with_forces: list[int],
+                          lf: m.LakeFile | None) -> None:
         has_forces = b.has_forces.tolist()
-        with_forces = [k for k, i in enumerate(todo) if has_forces[i]]
-        lf = self.reserve_lake_file("reference_forces") if with_forces else None
         rows = []
         for rid, i in zip(ref_ids, todo, strict=True):
             stress = b.stress[i]
@@ -391,22 +441,19 @@ class Loader:
             rows.append((rid, sids[i], level_id, as_float(b.energy[i]), as_float(b.free_energy[i]),
                          *stress, has_forces[i], lf.id if (lf and has_forces[i]) else None,
                          self.run.id))
-        bulk_insert(conn, m.Reference.__table__, REFERENCE_COLS, rows)
+        self._rows(m.Reference, REFERENCE_COLS, rows)
         if with_forces:
             frames = np.zeros(len(b), dtype=np.bool_)
             frames[[todo[k] for k in with_forces]] = True
             n = b.counts[frames]
-            forces = b.forces[np.repeat(frames, b.counts)]
-            self.fill_lake_file(lf, "reference_forces", pa.table({
-                "reference_id": pa.array(np.repeat([ref_ids[k] for k in with_forces], n), pa.int64()),
-                "structure_id": pa.array(np.repeat([sids[todo[k]] for k in with_forces], n), pa.int64()),
-                "atom_index": pa.array(_atom_index(n), pa.int32()),
+            forces = b.forces if frames.all() else b.forces[np.repeat(frames, b.counts)]
+            self.fill_lake_file(lf, "reference_forces", numpy_table({
+                "reference_id": np.repeat(np.array([ref_ids[k] for k in with_forces], np.int64), n),
+                "structure_id": np.repeat(np.array([sids[todo[k]] for k in with_forces], np.int64), n),
+                "atom_index": _atom_index(n).astype(np.int32),
                 "fx": forces[:, 0], "fy": forces[:, 1], "fz": forces[:, 2],
-            }), level=level_id)
+            }), background=True, level=level_id)
         self.summary.add("references", len(ref_ids))
-        # predictions can exist only for structures stored before this batch
-        self._errors_for_new_references(
-            [rid for rid, i in zip(ref_ids, todo, strict=True) if sids[i] in old])
 
     # -- predictions --------------------------------------------------------------------------
 
@@ -576,6 +623,9 @@ class Loader:
     # -- error sums ---------------------------------------------------------------------------
 
     def _errors_for_new_references(self, ref_ids: list[int]) -> None:
+        if not ref_ids:
+            return
+        self.flush_lake_files()  # the new references' forces are read back from the lake
         self._compute_errors(
             select(m.Prediction, m.Reference)
             .join(m.Reference, m.Reference.structure_id == m.Prediction.structure_id)
@@ -700,10 +750,10 @@ def _asdict(obj: Any) -> dict[str, Any]:
 def _forces_table(ids: list[int], sids: list[int], forces: list[np.ndarray], *, id_name: str) -> pa.Table:
     n = np.array([len(f) for f in forces])
     stacked = np.concatenate(forces)
-    return pa.table({
-        id_name: pa.array(np.repeat(ids, n), pa.int64()),
-        "structure_id": pa.array(np.repeat(sids, n), pa.int64()),
-        "atom_index": pa.array(_atom_index(n), pa.int32()),
+    return numpy_table({
+        id_name: np.repeat(np.asarray(ids, dtype=np.int64), n),
+        "structure_id": np.repeat(np.asarray(sids, dtype=np.int64), n),
+        "atom_index": _atom_index(n).astype(np.int32),
         "fx": stacked[:, 0], "fy": stacked[:, 1], "fz": stacked[:, 2],
     })
 
@@ -731,6 +781,7 @@ def ingest_run(
     fields = {c: getattr(run, c) for c in _RUN_FIELDS}  # kept apart from the ORM object
     session = Session(wh.engine, expire_on_commit=False)
     lake_txn = None
+    loader = None
     run_id = None
     try:
         session.add(run)
@@ -740,10 +791,13 @@ def ingest_run(
         loader = Loader(wh, session, lake_txn, run)
         yield loader
         with critical():
+            loader._finish_background()
             run.status, run.finished_at = "ok", now()
             run.counts = loader.summary.as_dict()
             session.commit()
     except BaseException as exc:
+        if loader is not None:
+            loader._stop_background()  # its files are in lake_txn.written once it stops
         try:
             session.rollback()
         except Exception:  # a broken connection: the database undoes the transaction itself

@@ -1,21 +1,174 @@
-"""Read ahead in a background thread while the loader writes.
+"""Read ahead while the loader writes: in a child process where the OS can fork, else a thread.
 
-An ingest alternates between parsing (the C parser, building batch columns) and writing
-(hashing, SQLite or COPY, Parquet). Most of the writing runs outside the GIL (sqlite3 and psycopg
-release it while the database works, as do pyarrow, hashlib and numpy on large arrays), so
-reading the next batch in a second thread overlaps the two on a machine with two or more cores.
-The queue holds ``depth`` batches, so memory stays bounded.
+An ingest alternates between reading (the C parser, building batch columns, hashing) and writing
+(catalog rows, Parquet). Both are mostly Python holding the GIL, so a reader *thread* overlaps
+them poorly: measured on 2 cores, it also slowed sqlite3's executemany about 3x, which gives the
+GIL up and waits to get it back for every row. :class:`ReadAhead` therefore runs the reader in a
+forked child process and receives its batches (pickled numpy arrays, ~1 % of the ingest) over a
+pipe. The child holds at most a few batches ready (``CHILD_QUEUE``), so memory stays bounded.
+
+The child is forked before it reads anything and never touches what it inherited (the catalog
+connection, the lake); it ignores Ctrl-C (the parent handles it, then ends the child) and leaves
+through ``os._exit``, so nothing inherited is closed or flushed twice. Where fork is not the
+platform's safe default (Windows, macOS), the thread version :func:`prefetch` is used.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
 import queue
+import signal
+import sys
 import threading
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 _END = object()
+
+# Items a reader process may hold ready beyond the one being sent: it keeps working while the
+# parent starts up or is slow, and memory stays bounded (a 100k-atom batch is ~6 MB).
+CHILD_QUEUE = 4
+# "process", "thread" or "inline" (no read-ahead); tests set it to exercise each path.
+MODE = os.environ.get("WAREHOUSE_READ_AHEAD", "process")
+
+
+class ReaderDied(RuntimeError):
+    """The reader process ended without sending its items (killed, or crashed in C code)."""
+
+    def __init__(self, exitcode: int | None) -> None:
+        self.exitcode = exitcode
+        how = (f"killed by signal {-exitcode}" if exitcode is not None and exitcode < 0
+               else f"exit code {exitcode}")
+        super().__init__(f"the reader process ended without a result ({how})")
+
+
+class ReadAhead(Generic[T]):
+    """The items of ``produce(consumer_idle)``, produced ahead of the consumer (see the module
+    notes); ``consumer_idle()`` tells the producer whether the consumer is waiting for an item.
+
+    The producer starts at construction, so a caller can start reading before it imports or
+    opens anything else. Exceptions raised while producing are re-raised by ``next``, at the
+    item where they occurred. :meth:`close` (or leaving a ``with`` block) ends the producer.
+    """
+
+    def __init__(self, produce: Callable[[Callable[[], bool]], Iterable[T]], *,
+                 mode: str | None = None) -> None:
+        mode = mode or MODE
+        if mode == "process" and not _can_fork():
+            mode = "thread"
+        self.mode = mode
+        self._child = self._recv = None
+        if mode == "process":
+            import multiprocessing as mp
+
+            ctx = mp.get_context("fork")
+            # 1 while this process waits in next(): the producer may then skip work it can
+            # leave to the consumer (see ingest.extxyz.ExtxyzReader)
+            self._waiting = ctx.Value("b", 0, lock=False)
+            waiting = self._waiting
+            self._recv, send_end = ctx.Pipe(duplex=False)
+            self._child = ctx.Process(target=_child_main,
+                                      args=(lambda: produce(lambda: bool(waiting.value)), send_end),
+                                      name="warehouse-reader", daemon=True)
+            self._child.start()
+            send_end.close()  # the child's end alone now holds the pipe open
+            self._it: Iterator[T] = self._receive()
+        elif mode == "thread":
+            event = threading.Event()
+            self._event = event
+            self._it = prefetch(produce(event.is_set))
+        else:
+            self._it = iter(produce(lambda: True))
+
+    def __iter__(self) -> ReadAhead[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self.mode == "inline":
+            return next(self._it)
+        flag = self._waiting if self.mode == "process" else None
+        if flag is not None:
+            flag.value = 1
+        else:
+            self._event.set()
+        try:
+            return next(self._it)
+        finally:
+            if flag is not None:
+                flag.value = 0
+            else:
+                self._event.clear()
+
+    def __enter__(self) -> ReadAhead[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        close = getattr(self._it, "close", None)
+        if close is not None:
+            close()
+        if self._child is not None:
+            self._recv.close()  # a child blocked on a full pipe gets EPIPE and leaves
+            if self._child.is_alive():
+                self._child.terminate()
+            self._child.join()
+            self._child = None
+
+    def _receive(self) -> Iterator[T]:
+        while True:
+            try:
+                tag, payload = self._recv.recv()
+            except EOFError:
+                self._child.join()
+                raise ReaderDied(self._child.exitcode) from None
+            if tag == "item":
+                yield payload
+            elif tag == "error":
+                raise payload
+            else:
+                return
+
+
+def _can_fork() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    import multiprocessing as mp
+
+    return "fork" in mp.get_all_start_methods()
+
+
+def _child_main(produce: Callable[[], Iterable[T]], send_end) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent's to handle; it ends us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    code = 0
+    try:
+        try:
+            # produced in a thread, sent from this one: the producer runs on while a send waits
+            # for the parent to read (a pipe holds less than one item)
+            for item in prefetch(produce(), depth=CHILD_QUEUE):
+                send_end.send(("item", item))
+            send_end.send(("end", None))
+        except (BrokenPipeError, ConnectionResetError):
+            code = 1  # the parent stopped reading: nothing more to do
+        except BaseException as exc:  # noqa: BLE001 - handed to the parent, raised there
+            send_end.send(("error", _portable(exc)))
+    except BaseException:  # noqa: BLE001 - cannot even report: the parent sees EOF
+        code = 1
+    finally:
+        os._exit(code)  # no atexit handlers, no finalisers of inherited connections
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives pickling, else a RuntimeError with its type and message."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
 def prefetch(items: Iterable[T], *, depth: int = 1) -> Iterator[T]:

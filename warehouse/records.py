@@ -86,6 +86,7 @@ class FrameBatch:
     config_type: list[str | None]
     weight: list[float | None]
     _identity: tuple[list[str], list[str]] | None = None
+    _description: Any = None  # warehouse.describe.Description, computed once
 
     def __len__(self) -> int:
         return len(self.index)
@@ -109,6 +110,16 @@ class FrameBatch:
                                                      self.pbcs, self.counts, with_orders=False)
             self._identity = (hashes, free)
         return self._identity
+
+    def description(self):
+        """Formula, elements, cell text, pbc text and volume of every structure
+        (:func:`warehouse.describe.describe_structures`), computed once, then kept."""
+        if self._description is None:
+            from warehouse.describe import describe_structures
+
+            self._description = describe_structures(self.numbers, self.counts, self.cells,
+                                                    self.pbcs)
+        return self._description
 
     def has_labels(self, i: int) -> bool:
         return (self.energy[i] is not None or self.stress[i] is not None
