@@ -70,41 +70,57 @@ def _copy_rows(raw: Any, sql: str, rows: list[tuple], json_cols: list[int]) -> N
             cp.write_row(_encode_json(row, json_cols) if json_cols else row)
 
 
-class BackgroundCopy:
-    """PostgreSQL COPYs of an ingest's rows, run by a worker thread on the ingest's connection.
+class BackgroundWriter:
+    """An ingest's writes on PostgreSQL, run in order by a worker thread on its connection.
 
     On PostgreSQL most of a bulk insert's time is the server's (foreign-key checks and index
-    upkeep); psycopg waits for it outside the GIL. Sent from a worker, the server's work runs
-    beside this thread's building of the next rows and lake tables instead of after it.
+    upkeep, ~9 µs per checked key and row), and psycopg waits for it outside the GIL. Sent from
+    a worker, that server time runs beside this thread's work (building the next rows and lake
+    tables, receiving the next batch) instead of after it. The loader reads what it needs
+    (committed rows, new ids) over a second connection, so it need not wait for the worker.
 
-    Order is kept: the worker runs its COPYs in submission order, and every other statement on
-    the connection, and its commit, first waits until the worker is done (SQLAlchemy
-    ``before_cursor_execute`` and ``commit`` hooks), then raises the first COPY error if there
-    was one. :meth:`wait` does the same on demand; :meth:`close` waits, ignoring errors (for a
-    rollback), and removes the hooks.
+    Order is kept: the worker runs its jobs (COPYs, statements) in submission order, and every
+    other statement on the connection, and its commit, first waits until the worker is done
+    (SQLAlchemy ``before_cursor_execute`` and ``commit`` hooks) and raises the first job's
+    error, if any. :meth:`wait` does the same on demand; :meth:`close` drops what has not
+    started, waits for what has, ignores errors (it is for a rollback) and removes the hooks.
+    At most ``max_pending`` jobs wait at a time (memory stays bounded).
     """
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, *, max_pending: int = 16) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self._conn = conn
         self._raw = conn.connection.driver_connection
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse-copy")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse-writer")
         self._pending: list[Any] = []
+        self._max_pending = max_pending
         event.listen(conn, "before_cursor_execute", self._before_statement)
         event.listen(conn, "commit", self._before_commit)
 
-    def submit(self, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
+    def copy(self, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
+        """COPY ``rows`` (tuples in ``columns`` order) into ``table``."""
         if not rows:
             return
         prep = self._conn.dialect.identifier_preparer
         cols = ", ".join(prep.quote(c) for c in columns)
         json_cols = [i for i, c in enumerate(columns) if table.c[c].type.__class__.__name__ == "JSON"]
-        sql = f"COPY {prep.format_table(table)} ({cols}) FROM STDIN"
-        self._pending.append(self._pool.submit(_copy_rows, self._raw, sql, rows, json_cols))
+        self._submit(_copy_rows, self._raw, f"COPY {prep.format_table(table)} ({cols}) FROM STDIN",
+                     rows, json_cols)
+
+    def execute(self, sql: str, params: Sequence[Any]) -> None:
+        """Run one statement (psycopg placeholders, ``%s``)."""
+        self._submit(_execute, self._raw, sql, params)
+
+    def _submit(self, fn, *args: Any) -> None:
+        if len(self._pending) >= self._max_pending:
+            self._pending[0].exception()  # wait for the oldest; errors are raised by wait()
+            done = [f for f in self._pending if f.done() and f.exception() is None]
+            self._pending = [f for f in self._pending if f not in done]
+        self._pending.append(self._pool.submit(fn, *args))
 
     def wait(self) -> None:
-        """Block until every submitted COPY ran; raise the first one's error."""
+        """Block until every submitted job ran; raise the first one's error."""
         pending, self._pending = self._pending, []
         first: BaseException | None = None
         for future in pending:
@@ -122,14 +138,21 @@ class BackgroundCopy:
         self.wait()
 
     def close(self) -> None:
+        for future in self._pending:
+            future.cancel()  # what has not started never will: the transaction is undone
         try:
             self.wait()
-        except Exception:  # noqa: BLE001 - closing for a rollback: the error is already known
+        except BaseException:  # noqa: BLE001 - closing for a rollback: the error is known
             pass
         finally:
             self._pool.shutdown(wait=True)
             event.remove(self._conn, "before_cursor_execute", self._before_statement)
             event.remove(self._conn, "commit", self._before_commit)
+
+
+def _execute(raw: Any, sql: str, params: Sequence[Any]) -> None:
+    with raw.cursor() as cur:
+        cur.execute(sql, params)
 
 
 def _encode_json(row: tuple, json_cols: list[int]) -> tuple:

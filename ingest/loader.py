@@ -29,7 +29,7 @@ from sqlalchemy import ARRAY, String, any_, bindparam, insert, select, tuple_, u
 from sqlalchemy.orm import Session
 
 from ingest.interrupts import critical
-from ingest.bulk import BackgroundCopy, allocate_ids, as_float, bulk_insert, composition, reduced_formula
+from ingest.bulk import BackgroundWriter, allocate_ids, as_float, bulk_insert, composition, reduced_formula
 from warehouse.records import BATCH_ATOMS, Frame, FrameBatch, Labels, PredictionFrame
 from warehouse import models as m
 from warehouse.core import Warehouse
@@ -53,6 +53,7 @@ STRUCTURE_COLS = ("id", "hash", "order_free_hash", "n_atoms", "formula", "elemen
                   "cell", "pbc", "volume", "lake_file_id", "ingest_run_id")
 MEMBER_COLS = ("dataset_id", "structure_id", "split", "subset", "config_type", "weight",
                "source_index", "ingest_run_id")
+LAKE_FILE_COLS = ("id", "path", "kind", "sha256", "n_rows", "n_bytes", "ingest_run_id")
 REFERENCE_COLS = ("id", "structure_id", "level_of_theory_id", "energy", "free_energy", "stress_xx",
                   "stress_yy", "stress_zz", "stress_yz", "stress_xz", "stress_xy", "has_forces",
                   "lake_file_id", "ingest_run_id")
@@ -139,8 +140,15 @@ class Loader:
         self.summary = IngestSummary(kind=run.kind, run_id=run.id)
         self._sid_by_hash: dict[str, int] = {}
         self._pool = None  # a worker thread for background lake writes, made on first use
-        self._copy: BackgroundCopy | None = None  # PostgreSQL: background COPYs, on first use
         self._pending: list[tuple[int, Any]] = []  # (lake_files id, future of its WrittenFile)
+        # PostgreSQL, once the first batch comes: this transaction's writes go through a worker
+        # (BackgroundWriter); what the loader must know (committed rows, new ids) is read over a
+        # second, autocommit connection, so reading never waits for the writes
+        self._writer: BackgroundWriter | None = None
+        self._side: Any = None
+        # what this ingest added (its rows are invisible to the second connection)
+        self._members_added: set[tuple[int, int]] = set()  # (dataset id, structure id)
+        self._refs_added: set[tuple[int, int]] = set()  # (level of theory id, structure id)
 
     # -- named things -------------------------------------------------------------------------
 
@@ -208,7 +216,7 @@ class Loader:
         self.s.flush()
         return lf
 
-    def fill_lake_file(self, lf: m.LakeFile, table_name: str, table: pa.Table, *,
+    def fill_lake_file(self, lf: m.LakeFile | int, table_name: str, table: pa.Table, *,
                        background: bool = False, **parts: object) -> None:
         """Write ``table`` under ``<lake>/<table_name>/<key=value>.../`` and complete ``lf``.
 
@@ -217,14 +225,15 @@ class Loader:
         is completed by the next :meth:`flush_lake_files`, which the loader calls before the
         next batch and before commit.
         """
+        lf_id = lf if isinstance(lf, int) else lf.id
         if not background:
-            self._complete(lf.id, self.lake.write(table_name, table, **parts))
+            self._complete(lf_id, self.lake.write(table_name, table, **parts))
             return
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse-lake")
-        self._pending.append((lf.id, self._pool.submit(self.lake.write, table_name, table, **parts)))
+        self._pending.append((lf_id, self._pool.submit(self.lake.write, table_name, table, **parts)))
 
     def flush_lake_files(self) -> None:
         """Wait for the background lake writes; record each file's path and sha256 on its row."""
@@ -233,28 +242,55 @@ class Loader:
             self._complete(lf_id, future.result())
 
     def _complete(self, lf_id: int, wf) -> None:
+        if self._writer is not None:
+            self._writer.execute(
+                "UPDATE lake_files SET path = %s, sha256 = %s, n_rows = %s, n_bytes = %s"
+                " WHERE id = %s", (wf.path, wf.sha256, wf.n_rows, wf.n_bytes, lf_id))
+            return
         self.s.execute(
             update(m.LakeFile)
             .where(m.LakeFile.id == lf_id)
             .values(path=wf.path, sha256=wf.sha256, n_rows=wf.n_rows, n_bytes=wf.n_bytes)
         )
 
+    def _reserve_lake_file_id(self, kind: str) -> int:
+        """:meth:`reserve_lake_file` for the batch writers: its id (the row is written by the
+        background writer where there is one)."""
+        if self._writer is None:
+            return self.reserve_lake_file(kind).id
+        lf_id = int(allocate_ids(self._side, m.LakeFile.__table__, 1)[0])
+        self._writer.copy(m.LakeFile.__table__, LAKE_FILE_COLS, [
+            (lf_id, f"pending/{self.run.id}/{uuid.uuid4().hex}", kind, "", 0, 0, self.run.id)])
+        return lf_id
+
+    def _start_background_writes(self) -> None:
+        if self._writer is None and self.s.bind.dialect.name == "postgresql":
+            self._side = self.wh.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._writer = BackgroundWriter(self.s.connection())
+
+    def _read_conn(self) -> Any:
+        """Where the batch path reads committed rows and allocates ids."""
+        return self._side if self._side is not None else self.s.connection()
+
     def _finish_background(self) -> None:
         """Before commit: the background lake files recorded, the background COPYs done (their
         errors raised here), both workers stopped."""
         self.flush_lake_files()
-        if self._copy is not None:
-            self._copy.wait()
+        if self._writer is not None:
+            self._writer.wait()
         self._stop_background()
 
     def _stop_background(self) -> None:
         """Let background work finish (lake files are then known to the lake transaction, for a
         rollback to remove; no COPY is left running on the connection) and stop the workers."""
-        if self._copy is not None:
-            self._copy.close()
-            self._copy = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._side is not None:
+            self._side.close()
+            self._side = None
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
     # -- structures and references ------------------------------------------------------------
@@ -262,14 +298,15 @@ class Loader:
     def _lookup_hashes(self, hashes: list[str]) -> dict[str, int]:
         found: dict[str, int] = {}
         todo = sorted({h for h in hashes if h not in self._sid_by_hash})
+        conn = self._read_conn()  # this ingest's own structures are in _sid_by_hash already
         if self.s.bind.dialect.name == "postgresql":
             # one array parameter: PostgreSQL plans IN (...) with thousands of parameters slowly
-            rows = self.s.execute(select(m.Structure.hash, m.Structure.id).where(
+            rows = conn.execute(select(m.Structure.hash, m.Structure.id).where(
                 m.Structure.hash == any_(bindparam("hashes", todo, type_=ARRAY(String)))))
             found.update({h: i for h, i in rows})
             todo = []
         for chunk in _chunks(todo):
-            rows = self.s.execute(
+            rows = conn.execute(
                 select(m.Structure.hash, m.Structure.id).where(m.Structure.hash.in_(chunk))
             )
             found.update({h: i for h, i in rows})
@@ -324,9 +361,9 @@ class Loader:
         split: str | None,
     ) -> list[int]:
         hashes, free = b.identity()
-        # First every statement whose answer the rows need (what exists, new ids, lake file
-        # rows); then the rows, which on PostgreSQL are sent in the background (BackgroundCopy)
-        # while the next ones are built.
+        # First every statement whose answer the rows need (what exists, new ids); then the
+        # rows, which on PostgreSQL a worker writes while the next ones are built.
+        self._start_background_writes()
         known = self._lookup_hashes(hashes)
         new: list[int] = []  # positions in the batch of structures not stored yet
         seen: set[str] = set()
@@ -335,16 +372,17 @@ class Loader:
                 seen.add(h)
                 new.append(i)
         if new:
-            positions_lf = self.reserve_lake_file("positions")
-            ids = allocate_ids(self.s.connection(), m.Structure.__table__, len(new)).tolist()
+            ids = allocate_ids(self._read_conn(), m.Structure.__table__, len(new)).tolist()
             self._sid_by_hash.update({hashes[i]: sid for i, sid in zip(new, ids, strict=True)})
         self.summary.add("structures", len(new))
         self.summary.seen("structures", len(b) - len(new))
         sids = [self._sid_by_hash[h] for h in hashes]
         # Only structures known before this batch can already have members or references.
         old = {sids[i] for i, h in enumerate(hashes) if h in known}
-        members = self._existing(m.DatasetMember, m.DatasetMember.dataset_id == dataset_id, old)
-        refs = self._existing(m.Reference, m.Reference.level_of_theory_id == level_id, old)
+        members = self._existing(m.DatasetMember, m.DatasetMember.dataset_id, dataset_id, old,
+                                 self._members_added)
+        refs = self._existing(m.Reference, m.Reference.level_of_theory_id, level_id, old,
+                              self._refs_added)
         todo: list[int] = []  # positions in the batch of frames whose labels become references
         for i, sid in enumerate(sids):
             if not b.has_labels(i):
@@ -353,41 +391,43 @@ class Loader:
                 self.summary.seen("references")
                 continue
             refs.add(sid)
+            self._refs_added.add((level_id, sid))
             todo.append(i)
         has_forces = b.has_forces.tolist()
         with_forces = [k for k, i in enumerate(todo) if has_forces[i]]
-        ref_ids = allocate_ids(self.s.connection(), m.Reference.__table__, len(todo)).tolist()
-        forces_lf = self.reserve_lake_file("reference_forces") if with_forces else None
+        ref_ids = allocate_ids(self._read_conn(), m.Reference.__table__, len(todo)).tolist()
 
         if new:
-            self._write_structures(b, new, hashes, free, ids, positions_lf)
+            self._write_structures(b, new, hashes, free, ids, self._reserve_lake_file_id("positions"))
         self._write_members(b, sids, dataset_id, subset, split, members)
         if todo:
+            forces_lf = self._reserve_lake_file_id("reference_forces") if with_forces else None
             self._write_references(b, sids, level_id, todo, ref_ids, with_forces, forces_lf)
             # predictions can exist only for structures stored before this batch
             self._errors_for_new_references(
                 [rid for rid, i in zip(ref_ids, todo, strict=True) if sids[i] in old])
         return sids
 
-    def _existing(self, table: type, where: Any, sids: set[int]) -> set[int]:
-        """Which of ``sids`` already have a row in ``table`` (members, references) under ``where``."""
-        found: set[int] = set()
-        for chunk in _chunks(sorted(sids)):
-            found.update(self.s.scalars(
-                select(table.structure_id).where(where, table.structure_id.in_(chunk))))
+    def _existing(self, table: type, scope_col: Any, scope: int, sids: set[int],
+                  added: set[tuple[int, int]]) -> set[int]:
+        """Which of ``sids`` already have a row in ``table`` (members, references) for ``scope``
+        (a dataset, a level of theory): added by this ingest, or committed before."""
+        found = {sid for sid in sids if (scope, sid) in added}
+        conn = self._read_conn()
+        for chunk in _chunks(sorted(sids - found)):
+            found.update(conn.execute(select(table.structure_id).where(
+                scope_col == scope, table.structure_id.in_(chunk))).scalars())
         return found
 
     def _rows(self, table: type, columns: tuple[str, ...], rows: list[tuple]) -> None:
-        """Insert ``rows``: by a background COPY on PostgreSQL, at once elsewhere."""
-        if self._copy is None and self.s.bind.dialect.name == "postgresql" and rows:
-            self._copy = BackgroundCopy(self.s.connection())
-        if self._copy is not None:
-            self._copy.submit(table.__table__, columns, rows)
+        """Insert ``rows``: by the background writer on PostgreSQL, at once elsewhere."""
+        if self._writer is not None:
+            self._writer.copy(table.__table__, columns, rows)
         else:
             bulk_insert(self.s.connection(), table.__table__, columns, rows)
 
     def _write_structures(self, b: FrameBatch, new: list[int], hashes: list[str],
-                          free: list[str], ids: list[int], lf: m.LakeFile) -> None:
+                          free: list[str], ids: list[int], lf_id: int) -> None:
         new_arr = np.asarray(new, dtype=np.int64)
         n_new = b.counts[new_arr]
         d = b.description()  # usually computed by the reader process already
@@ -397,7 +437,7 @@ class Loader:
             symbols = d.symbols[i]
             rows.append((
                 sid, hashes[i], free[i], n_list[i], d.formulas[i], ",".join(symbols),
-                len(symbols), d.cell_json[i], d.pbc_text[i], d.volumes[i], lf.id, self.run.id,
+                len(symbols), d.cell_json[i], d.pbc_text[i], d.volumes[i], lf_id, self.run.id,
             ))
             elements += [(sid, e, c) for e, c in zip(symbols, d.counts[i], strict=True)]
         self._rows(m.Structure, STRUCTURE_COLS, rows)
@@ -413,7 +453,7 @@ class Loader:
             "Z": numbers.astype(np.int16),
             "x": pos[:, 0], "y": pos[:, 1], "z": pos[:, 2],
         })
-        self.fill_lake_file(lf, "positions", table, background=True, run=self.run.id)
+        self.fill_lake_file(lf_id, "positions", table, background=True, run=self.run.id)
 
     def _write_members(
         self, b: FrameBatch, sids: list[int], dataset_id: int, subset: str | None,
@@ -425,6 +465,7 @@ class Loader:
                 self.summary.seen("members")
                 continue
             existing.add(sid)
+            self._members_added.add((dataset_id, sid))
             rows.append((dataset_id, sid, split, subset if subset is not None else ctype, ctype,
                          weight, index, self.run.id))
         self._rows(m.DatasetMember, MEMBER_COLS, rows)
@@ -432,14 +473,14 @@ class Loader:
 
     def _write_references(self, b: FrameBatch, sids: list[int], level_id: int, todo: list[int],
                           ref_ids: list[int], with_forces: list[int],
-                          lf: m.LakeFile | None) -> None:
+                          lf_id: int | None) -> None:
         has_forces = b.has_forces.tolist()
         rows = []
         for rid, i in zip(ref_ids, todo, strict=True):
             stress = b.stress[i]
             stress = (None,) * 6 if stress is None else tuple(stress.tolist())
             rows.append((rid, sids[i], level_id, as_float(b.energy[i]), as_float(b.free_energy[i]),
-                         *stress, has_forces[i], lf.id if (lf and has_forces[i]) else None,
+                         *stress, has_forces[i], lf_id if has_forces[i] else None,
                          self.run.id))
         self._rows(m.Reference, REFERENCE_COLS, rows)
         if with_forces:
@@ -447,7 +488,7 @@ class Loader:
             frames[[todo[k] for k in with_forces]] = True
             n = b.counts[frames]
             forces = b.forces if frames.all() else b.forces[np.repeat(frames, b.counts)]
-            self.fill_lake_file(lf, "reference_forces", numpy_table({
+            self.fill_lake_file(lf_id, "reference_forces", numpy_table({
                 "reference_id": np.repeat(np.array([ref_ids[k] for k in with_forces], np.int64), n),
                 "structure_id": np.repeat(np.array([sids[todo[k]] for k in with_forces], np.int64), n),
                 "atom_index": _atom_index(n).astype(np.int32),

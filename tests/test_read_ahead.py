@@ -226,12 +226,12 @@ def test_a_failure_after_background_lake_writes_leaves_no_file(wh, tmp_path) -> 
 
 @pytest.mark.skipif(engine_name() != "postgresql", reason="background COPY is PostgreSQL's")
 def test_a_failing_background_copy_is_raised_at_the_next_statement(wh) -> None:
-    from ingest.bulk import BackgroundCopy
+    from ingest.bulk import BackgroundWriter
 
     with wh.engine.connect() as conn:
-        copy = BackgroundCopy(conn)
+        copy = BackgroundWriter(conn)
         # a member of a dataset that does not exist: the COPY fails on the foreign key
-        copy.submit(m.DatasetMember.__table__, ("dataset_id", "structure_id", "ingest_run_id"),
+        copy.copy(m.DatasetMember.__table__, ("dataset_id", "structure_id", "ingest_run_id"),
                     [(999_999, 1, 1)])
         with pytest.raises(Exception, match="foreign key"):
             conn.execute(text("SELECT 1"))
