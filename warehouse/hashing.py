@@ -75,8 +75,14 @@ def _inverse_3x3(cells: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def _rows_times(v: NDArray[np.float64], m: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Row vectors times per-row 3x3 matrices (v[i] @ m[i]), elementwise and in a fixed order."""
-    return v[:, 0:1] * m[:, 0, :] + v[:, 1:2] * m[:, 1, :] + v[:, 2:3] * m[:, 2, :]
+    """Row vectors times per-row 3x3 matrices (v[i] @ m[i]), elementwise and in a fixed order:
+    (v0 m0 + v1 m1) + v2 m2, accumulated in place (the same roundings, fewer temporaries)."""
+    out = v[:, 0:1] * m[:, 0, :]
+    tmp = v[:, 1:2] * m[:, 1, :]
+    out += tmp
+    np.multiply(v[:, 2:3], m[:, 2, :], out=tmp)
+    out += tmp
+    return out
 
 
 def structure_hashes_batch(
