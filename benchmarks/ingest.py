@@ -14,7 +14,7 @@ sampled peak of the process plus its children, i.e. the warehouse's reader proce
 
 Run:  nice python benchmarks/ingest.py            (about 1.3M atoms; generation ~7 min the first time)
       python benchmarks/ingest.py --atoms 100000  (a quick look)
-      nice python benchmarks/ingest.py --stream-copies 6   (7.8M atoms into SQLite: peak memory)
+      nice python benchmarks/ingest.py --stream-copies 6   (7.8M atoms into both: peak memory)
 PostgreSQL: --pg postgresql://postgres@127.0.0.1:5432/postgres (a server where databases can be
 created; the incumbent needs ASE's PostgreSQL backend: ``pip install mlip-warehouse[bench]``).
 """
@@ -253,18 +253,24 @@ def main() -> None:
         big = args.workdir / f"emt-{args.atoms}x{args.stream_copies}.xyz"
         if not big.exists():
             replicate(data, big, args.stream_copies)
-        for suffix in ("", "-wal", "-shm"):
-            (args.workdir / f"big.sqlite{suffix}").unlink(missing_ok=True)
-        subprocess.run(["rm", "-rf", str(args.workdir / "lake-big")], check=True)
-        _create_schema(f"sqlite:///{args.workdir / 'big.sqlite'}", args.workdir / "lake-big")
-        r = _timed(warehouse(big, f"sqlite:///{args.workdir / 'big.sqlite'}",
-                             args.workdir / "lake-big"))
         n = n_atoms * args.stream_copies
         print("| run | seconds | atoms/s | peak RSS (MB) | peak RSS with reader process (MB) |")
         print("|---|---:|---:|---:|---:|")
-        print(f"| warehouse -> SQLite, {n:,} atoms ({big.stat().st_size / 1e9:.1f} GB) | {r['wall_s']:.1f} |"
-              f" {n / r['wall_s']:,.0f} | {r['peak_rss_mb']:.0f} | {r['peak_tree_rss_mb']:.0f} |"
-              f"\n\n{r['detail']}")
+        for engine, pg in [("SQLite", None)] + ([("PostgreSQL", args.pg)] if args.pg else []):
+            if pg:
+                url = _pg_database(pg, "bench_big")
+            else:
+                for suffix in ("", "-wal", "-shm"):
+                    (args.workdir / f"big.sqlite{suffix}").unlink(missing_ok=True)
+                url = f"sqlite:///{args.workdir / 'big.sqlite'}"
+            lake = args.workdir / "lake-big"
+            subprocess.run(["rm", "-rf", str(lake)], check=True)
+            _create_schema(url, lake)
+            r = _timed(warehouse(big, url, lake))
+            print(f"| warehouse -> {engine}, {n:,} atoms ({big.stat().st_size / 1e9:.1f} GB) |"
+                  f" {r['wall_s']:.1f} | {n / r['wall_s']:,.0f} | {r['peak_rss_mb']:.0f} |"
+                  f" {r['peak_tree_rss_mb']:.0f} |", flush=True)
+            print(f"  {r['detail']}", file=sys.stderr)
         return
     runs: dict[str, dict] = {}
     engines = [("SQLite", None)] + ([("PostgreSQL", args.pg)] if args.pg else [])
