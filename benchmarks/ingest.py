@@ -111,6 +111,20 @@ def _pg_database(base: str, name: str) -> str:
     return url.set(database=name).render_as_string(hide_password=False)
 
 
+def _fresh_warehouse(workdir: Path, pg: str | None, name: str, lake: Path) -> str:
+    """The URL of an empty warehouse at the current schema: a new database ``bench_<name>`` on
+    the PostgreSQL server ``pg``, or ``<name>.sqlite`` in ``workdir``; ``lake`` emptied."""
+    if pg:
+        url = _pg_database(pg, f"bench_{name}")
+    else:
+        for suffix in ("", "-wal", "-shm"):
+            (workdir / f"{name}.sqlite{suffix}").unlink(missing_ok=True)
+        url = f"sqlite:///{workdir / f'{name}.sqlite'}"
+    subprocess.run(["rm", "-rf", str(lake)], check=True)
+    _create_schema(url, lake)
+    return url
+
+
 def _create_schema(url: str, lake: Path) -> None:
     """An empty warehouse at the current schema (`warehouse db upgrade`, once per warehouse:
     ~0.4 s, not part of an ingest; ase.db's own CREATE TABLEs are cheaper and are timed)."""
@@ -180,7 +194,9 @@ def _timed(cmd: list[str], env: dict | None = None) -> dict:
     last = stdout.strip().splitlines()[-1] if stdout.strip() else ""
     report = json.loads(last) if last.startswith("{") else {}
     return {"seconds": report.get("seconds", seconds), "wall_s": seconds,
-            "peak_rss_mb": usage.ru_maxrss / 1024, "peak_tree_rss_mb": tree_mb,
+            "peak_rss_mb": usage.ru_maxrss / 1024,
+            # the sampling can miss the main process's own peak, which the kernel counted
+            "peak_tree_rss_mb": max(tree_mb, usage.ru_maxrss / 1024),
             "detail": None if report else last}
 
 
@@ -257,15 +273,8 @@ def main() -> None:
         print("| run | seconds | atoms/s | peak RSS (MB) | peak RSS with reader process (MB) |")
         print("|---|---:|---:|---:|---:|")
         for engine, pg in [("SQLite", None)] + ([("PostgreSQL", args.pg)] if args.pg else []):
-            if pg:
-                url = _pg_database(pg, "bench_big")
-            else:
-                for suffix in ("", "-wal", "-shm"):
-                    (args.workdir / f"big.sqlite{suffix}").unlink(missing_ok=True)
-                url = f"sqlite:///{args.workdir / 'big.sqlite'}"
             lake = args.workdir / "lake-big"
-            subprocess.run(["rm", "-rf", str(lake)], check=True)
-            _create_schema(url, lake)
+            url = _fresh_warehouse(args.workdir, pg, "big", lake)
             r = _timed(warehouse(big, url, lake))
             print(f"| warehouse -> {engine}, {n:,} atoms ({big.stat().st_size / 1e9:.1f} GB) |"
                   f" {r['wall_s']:.1f} | {n / r['wall_s']:,.0f} | {r['peak_rss_mb']:.0f} |"
@@ -282,22 +291,10 @@ def main() -> None:
                 (args.workdir / "asedb.db").unlink(missing_ok=True)
                 url = str(args.workdir / "asedb.db")
             runs[f"ase.db -> {engine}"] = _timed([*me, "incumbent", str(data), url, "-"])
-        if pg:
-            url = _pg_database(pg, "bench_warehouse")
-        else:
-            for suffix in ("", "-wal", "-shm"):
-                (args.workdir / f"wh.sqlite{suffix}").unlink(missing_ok=True)
-            url = f"sqlite:///{args.workdir / 'wh.sqlite'}"
         lake = args.workdir / f"lake-{engine}"
         tries = []
         for _ in range(args.repeat):
-            if pg:
-                url = _pg_database(pg, "bench_warehouse")
-            else:
-                for suffix in ("", "-wal", "-shm"):
-                    (args.workdir / f"wh.sqlite{suffix}").unlink(missing_ok=True)
-            subprocess.run(["rm", "-rf", str(lake)], check=True)
-            _create_schema(url, lake)
+            url = _fresh_warehouse(args.workdir, pg, "warehouse", lake)
             tries.append(_timed(warehouse(data, url, lake)))
         tries.sort(key=lambda r: r["wall_s"])
         runs[f"warehouse -> {engine}"] = {**tries[len(tries) // 2],
