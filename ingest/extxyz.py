@@ -149,10 +149,11 @@ class ExtxyzReader:
 
         self.path = path_ = str(path)
         self._scan: list[str | BaseException] = []
+        # the reader first: a process is forked only while this one has no other thread
+        self._stream = ReadAhead(lambda idle: _stream(path_, keys, batch_atoms, idle), mode=mode)
         self._scan_thread = threading.Thread(target=self._run_scan, name="warehouse-scan",
                                              daemon=True)
         self._scan_thread.start()
-        self._stream = ReadAhead(lambda idle: _stream(path_, keys, batch_atoms, idle), mode=mode)
 
     def _run_scan(self) -> None:
         try:

@@ -9,8 +9,9 @@ pipe. The child holds at most a few batches ready (``CHILD_QUEUE``), so memory s
 
 The child is forked before it reads anything and never touches what it inherited (the catalog
 connection, the lake); it ignores Ctrl-C (the parent handles it, then ends the child) and leaves
-through ``os._exit``, so nothing inherited is closed or flushed twice. Where fork is not the
-platform's safe default (Windows, macOS), the thread version :func:`prefetch` is used.
+through ``os._exit``, so nothing inherited is closed or flushed twice. Where fork is not safe
+(Windows, macOS, or a process that already runs other threads), the thread version
+:func:`prefetch` is used.
 """
 
 from __future__ import annotations
@@ -146,7 +147,10 @@ def _widen_pipe(fd: int) -> None:
 
 
 def _can_fork() -> bool:
-    if not sys.platform.startswith("linux"):
+    """Fork only on Linux, and only while this process runs no other thread: a thread could
+    hold a lock (an import, a library's) that the child would then wait on forever. The CLI
+    forks first thing; a notebook kernel, which has threads, gets the thread reader."""
+    if not sys.platform.startswith("linux") or threading.active_count() > 1:
         return False
     import multiprocessing as mp
 

@@ -51,6 +51,27 @@ def test_read_ahead_keeps_order_and_re_raises_the_producers_error(mode: str) -> 
 
 
 @linux_only
+def test_no_fork_while_another_thread_runs() -> None:
+    """A thread could hold a lock the forked child would wait on: then the reader is a thread."""
+    import threading
+
+    from ingest.prefetch import ReadAhead
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with ReadAhead(lambda _idle: iter(range(3)), mode="process") as ra:
+            assert ra.mode == "thread"
+            assert list(ra) == [0, 1, 2]
+    finally:
+        stop.set()
+        other.join()
+    with ReadAhead(lambda _idle: iter(range(3)), mode="process") as ra:
+        assert ra.mode == "process"
+
+
+@linux_only
 def test_closing_early_ends_the_reader_process() -> None:
     from ingest.prefetch import ReadAhead
 
