@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ingest import gpumd
 from ingest.asedb import parse_ase_db
 from ingest.atoms import PREDICTION_KEYS, LabelKeys
 from ingest.extxyz import ExtxyzReader, parse_extxyz, scan_file
-from ingest.formats import FORMATS, detect_format
+from ingest.formats import detect_format
 from ingest.loader import IngestSummary, ingest_run
 from ingest.mlearn import parse_mlearn_json
 from ingest.pickles import check_trust, parse_pickle
@@ -18,7 +18,7 @@ from ingest.vasp import parse_vasp, read_vasp_settings
 from warehouse.core import Warehouse
 from warehouse.errors import IngestError
 from warehouse.hashing import sha256_file
-from warehouse.records import Frame, FrameBatch
+from warehouse.records import Frame
 
 Parser = Callable[[str], Iterator[Frame]]
 
@@ -29,7 +29,6 @@ STRUCTURE_READERS: dict[str, Parser] = {
     "ase-db": parse_ase_db,
     "pickle": parse_pickle,
 }
-assert tuple(STRUCTURE_READERS) == FORMATS
 
 
 def ingest_structures(

@@ -20,10 +20,8 @@ import numpy as np
 from sqlalchemy import Table, event, func, insert, select, text
 from sqlalchemy.engine import Connection
 
-# re-exported for the loader and the tests
-from warehouse.describe import (SYMBOLS, JsonText, cells_json, composition,  # noqa: F401
-                                compositions, reduced_formula)
-from warehouse.geometry import det3, det3_batch  # noqa: F401
+from warehouse.describe import JsonText
+
 
 def allocate_ids(conn: Connection, table: Table, n: int) -> np.ndarray:
     """``n`` fresh primary keys of ``table`` (see the module notes on concurrency)."""
@@ -113,10 +111,9 @@ class BackgroundWriter:
         self._submit(_execute, self._raw, sql, params)
 
     def _submit(self, fn, *args: Any) -> None:
-        if len(self._pending) >= self._max_pending:
-            self._pending[0].exception()  # wait for the oldest; errors are raised by wait()
-            done = [f for f in self._pending if f.done() and f.exception() is None]
-            self._pending = [f for f in self._pending if f not in done]
+        # bound the queue: wait for the oldest jobs; a failed one stays for wait() to raise
+        while len(self._pending) >= self._max_pending and self._pending[0].exception() is None:
+            self._pending.pop(0)
         self._pending.append(self._pool.submit(fn, *args))
 
     def wait(self) -> None:

@@ -20,7 +20,6 @@ import hashlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
-import numpy as np
 
 from ingest.atoms import DEFAULT_KEYS, LabelKeys, batch_from_dicts, frame_from_atoms, validate_frame
 from warehouse.errors import IngestError
@@ -44,9 +43,8 @@ def _opener(path: str):
     return gzip.open if path.endswith(".gz") else open
 
 
-def scan_file(path: str | Path, *, digest: bool = True) -> str | None:
-    """Return the file's sha256 (None without ``digest``); refuse NUL bytes and over-long
-    lines, naming the line.
+def scan_file(path: str | Path) -> str:
+    """Return the file's sha256; refuse NUL bytes and over-long lines, naming the line.
 
     Uses bytes' memchr-based searches: a block's lines are never split out one by one.
     """
@@ -58,7 +56,7 @@ def scan_file(path: str | Path, *, digest: bool = True) -> str | None:
             compressed = path.endswith(".gz")
             src = gzip.open(raw) if compressed else raw
             while block := src.read(_SCAN_BLOCK):
-                if digest and not compressed:
+                if not compressed:
                     h.update(block)
                 if (nul := block.find(b"\0")) >= 0:
                     where = line + block.count(b"\n", 0, nul)
@@ -77,7 +75,7 @@ def scan_file(path: str | Path, *, digest: bool = True) -> str | None:
                 start = max(start, block.rfind(b"\n") + 1)
                 run = n - start
                 line += block.count(b"\n")
-            if digest and compressed:
+            if compressed:
                 raw.seek(0)
                 while block := raw.read(_SCAN_BLOCK):
                     h.update(block)
@@ -85,7 +83,7 @@ def scan_file(path: str | Path, *, digest: bool = True) -> str | None:
         if isinstance(exc, IngestError):
             raise
         raise IngestError(f"cannot read ({exc})", path=path) from exc
-    return h.hexdigest() if digest else None
+    return h.hexdigest()
 
 
 def parse_extxyz(
@@ -138,7 +136,8 @@ class ExtxyzReader:
     (:meth:`FrameBatch.identity` and :meth:`FrameBatch.description` compute them on first use):
     whichever side has time does it.
 
-    Call :meth:`check`, then iterate for the batches; :meth:`close` ends both helpers.
+    Call :meth:`sha256` (which waits for the check), then iterate for the batches; :meth:`close`
+    ends both helpers.
     """
 
     def __init__(self, path: str | Path, *, keys: LabelKeys = DEFAULT_KEYS,

@@ -25,14 +25,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from ase.data import chemical_symbols
-from sqlalchemy import ARRAY, String, any_, bindparam, insert, select, tuple_, update
+from sqlalchemy import ARRAY, String, any_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from ingest.interrupts import critical
-from ingest.bulk import BackgroundWriter, allocate_ids, as_float, bulk_insert, composition, reduced_formula
+from ingest.bulk import BackgroundWriter, allocate_ids, as_float, bulk_insert
 from warehouse.records import BATCH_ATOMS, Frame, FrameBatch, Labels, PredictionFrame
 from warehouse import models as m
 from warehouse.core import Warehouse
+from warehouse.describe import composition, reduced_formula
 from warehouse.errors import IngestError, NotFound
 from warehouse.errorsums import calc_element_force_sums, calc_error_sums
 from warehouse.hashing import structure_hashes, structure_hashes_batch

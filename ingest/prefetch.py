@@ -4,8 +4,8 @@ An ingest alternates between reading (the C parser, building batch columns, hash
 (catalog rows, Parquet). Both are mostly Python holding the GIL, so a reader *thread* overlaps
 them poorly: measured on 2 cores, it also slowed sqlite3's executemany about 3x, which gives the
 GIL up and waits to get it back for every row. :class:`ReadAhead` therefore runs the reader in a
-forked child process and receives its batches (pickled numpy arrays, ~1 % of the ingest) over a
-pipe. The child holds at most a few batches ready (``CHILD_QUEUE``), so memory stays bounded.
+forked child process and receives its batches (pickled numpy arrays: pickling, the pipe and
+unpickling cost ~5 % of the ingest's CPU) over a pipe. The child holds at most a few batches ready (``CHILD_QUEUE``), so memory stays bounded.
 
 The child is forked before it reads anything and never touches what it inherited (the catalog
 connection, the lake); it ignores Ctrl-C (the parent handles it, then ends the child) and leaves
@@ -67,8 +67,8 @@ class ReadAhead(Generic[T]):
             ctx = mp.get_context("fork")
             # 1 while this process waits in next(): the producer may then skip work it can
             # leave to the consumer (see ingest.extxyz.ExtxyzReader)
-            self._waiting = ctx.Value("b", 0, lock=False)
-            waiting = self._waiting
+            waiting = ctx.Value("b", 0, lock=False)
+            self._set_waiting = lambda on: setattr(waiting, "value", int(on))
             self._recv, send_end = ctx.Pipe(duplex=False)
             _widen_pipe(send_end.fileno())
             self._child = ctx.Process(target=_child_main,
@@ -79,29 +79,21 @@ class ReadAhead(Generic[T]):
             self._it: Iterator[T] = self._receive()
         elif mode == "thread":
             event = threading.Event()
-            self._event = event
+            self._set_waiting = lambda on: event.set() if on else event.clear()
             self._it = prefetch(produce(event.is_set))
         else:
+            self._set_waiting = lambda on: None
             self._it = iter(produce(lambda: True))
 
     def __iter__(self) -> ReadAhead[T]:
         return self
 
     def __next__(self) -> T:
-        if self.mode == "inline":
-            return next(self._it)
-        flag = self._waiting if self.mode == "process" else None
-        if flag is not None:
-            flag.value = 1
-        else:
-            self._event.set()
+        self._set_waiting(True)
         try:
             return next(self._it)
         finally:
-            if flag is not None:
-                flag.value = 0
-            else:
-                self._event.clear()
+            self._set_waiting(False)
 
     def __enter__(self) -> ReadAhead[T]:
         return self

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ase.formula import Formula
 
-from ingest.bulk import SYMBOLS, composition, reduced_formula
+from warehouse.describe import SYMBOLS, composition, reduced_formula
 from warehouse.hashing import structure_hashes, structure_hashes_batch
 
 
@@ -95,7 +95,8 @@ def test_two_key_order_equals_lexsort(spread: int) -> None:
 
 
 def test_batch_compositions_and_volumes_equal_the_one_by_one_helpers() -> None:
-    from ingest.bulk import compositions, det3, det3_batch
+    from warehouse.describe import compositions
+    from warehouse.geometry import det3, det3_batch
 
     rng = np.random.default_rng(5)
     counts = rng.integers(1, 40, 400)
@@ -124,7 +125,7 @@ def test_species_table_reads_symbols_as_the_dict_does() -> None:
 def test_cells_json_is_json_dumps() -> None:
     import json
 
-    from ingest.bulk import cells_json
+    from warehouse.describe import cells_json
 
     cells = np.random.default_rng(6).standard_normal((50, 3, 3)) * 10.0 ** np.arange(-4, 5, 1)[:, None, None][np.arange(50) % 9]
     cells[0] = 0.0

@@ -489,3 +489,11 @@ def test_model_add_and_list(cli, wh, tmp_path, shared_data) -> None:
     assert row["file_sha256"] == hashlib.sha256(nep.read_bytes()).hexdigest()
     assert (row["family"], row["version"], row["n_parameters"], row["level_of_theory"]) == ("NEP", "4.1", 1234, "PBE")
     assert row["licence"] == "GPL-3.0" and row["doi"].startswith("10.1103")
+
+
+def test_the_light_format_list_names_every_structure_reader() -> None:
+    """ingest.formats (imported before the catalog code) lists exactly the readers of ingest.api."""
+    from ingest.api import STRUCTURE_READERS
+    from ingest.formats import FORMATS
+
+    assert tuple(STRUCTURE_READERS) == FORMATS
