@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -119,6 +120,9 @@ def check(
 
 
 def main() -> None:
+    from cli import early
+
+    early.start(sys.argv[1:])  # an ingest's file is read while the command line is built
     app()
 
 

@@ -105,19 +105,11 @@ def structures(
 
 
 def _start_reading(path: Path, fmt: str | None):
-    """An extended XYZ file's reader process, started before the catalog machinery is imported
-    (so the two overlap); None for other formats, or where the name tells nothing."""
-    from ingest.formats import detect_format
-    from warehouse.errors import IngestError
+    """The reader of an extended XYZ file: the one started before the command line was parsed
+    (cli.early), or a new one; None for other formats."""
+    from cli import early
 
-    try:
-        if (fmt or detect_format(path)) != "extxyz" or not path.is_file():
-            return None
-    except IngestError:
-        return None  # ingest_structures gives the error
-    from ingest.extxyz import ExtxyzReader
-
-    return ExtxyzReader(path)
+    return early.take(path, fmt) or early.start_reader(path, fmt)
 
 
 @app.command()

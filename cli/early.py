@@ -1,0 +1,118 @@
+"""Start reading an ingest's file before the command line is parsed.
+
+``warehouse ingest structures FILE.xyz`` reads the file in a child process
+(:class:`ingest.extxyz.ExtxyzReader`) while the catalog machinery is imported. Building the
+command line (typer, click and pydantic) takes another ~0.2 s on one core before the command
+runs, so :func:`start` recognises that command in ``sys.argv`` first and starts the reader then;
+the command takes it with :func:`take` if it names the same file and format, and otherwise
+starts its own (the guess is closed). A command line this module does not fully understand is
+left alone: starting early is only a head start, never a different result.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from pathlib import Path
+
+# Options (of the root command and of `ingest structures`) that take a value: anything else
+# starting with "-" must be a known flag, or the guess is abandoned.
+_ROOT_VALUED = {"--url", "--lake"}
+_VALUED = {"--dataset", "-d", "--level-of-theory", "-l", "--subset", "--split", "--format"}
+_FLAGS = {"--trust-pickle"}
+
+_started: dict[str, object] = {}
+
+
+def guess_path(args: list[str]) -> tuple[str, str | None] | None:
+    """The file and ``--format`` of ``[root options] ingest structures ...``, else None."""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):  # root options
+        name = args[i].split("=", 1)[0]
+        if name not in _ROOT_VALUED:
+            return None
+        i += 1 if "=" in args[i] else 2
+    if args[i:i + 2] != ["ingest", "structures"]:
+        return None
+    path, fmt = None, None
+    rest = args[i + 2:]
+    j = 0
+    while j < len(rest):
+        tok = rest[j]
+        if tok == "--":
+            if path is not None or j + 2 != len(rest):
+                return None
+            path = rest[j + 1]
+            break
+        if tok.startswith("-") and tok != "-":
+            name, eq, value = tok.partition("=")
+            if name in _FLAGS and not eq:
+                j += 1
+                continue
+            if name not in _VALUED:
+                return None  # --help, or an option this guess does not know
+            if not eq:
+                if j + 1 >= len(rest):
+                    return None
+                value = rest[j + 1]
+                j += 1
+            if name == "--format":
+                fmt = value
+            j += 1
+            continue
+        if path is not None:
+            return None  # a second argument: typer will refuse the command line
+        path = tok
+        j += 1
+    return None if path is None else (path, fmt)
+
+
+def start(args: list[str]) -> None:
+    """Start the reader of the extended XYZ file that ``args`` would ingest, if any."""
+    guess = guess_path(args)
+    if guess is None:
+        return
+    reader = start_reader(Path(guess[0]), guess[1])
+    if reader is not None:
+        _started["reader"] = reader
+        _started["key"] = _key(*guess)
+        atexit.register(_close)
+
+
+def start_reader(path: Path, fmt: str | None):
+    """An extended XYZ file's reader process, started before the catalog machinery is imported
+    (so the two overlap); None for other formats, or where the name tells nothing."""
+    from ingest.formats import detect_format
+    from warehouse.errors import IngestError
+
+    try:
+        if (fmt or detect_format(path)) != "extxyz" or not path.is_file():
+            return None
+    except IngestError:
+        return None  # ingest_structures gives the error
+    from ingest.extxyz import ExtxyzReader
+
+    return ExtxyzReader(path)
+
+
+def take(path: str | os.PathLike, fmt: str | None):
+    """The reader started by :func:`start` if it reads ``path`` as ``fmt``, else None (a
+    reader started for another file is closed)."""
+    reader = _started.pop("reader", None)
+    key = _started.pop("key", None)
+    if reader is None:
+        return None
+    if key != _key(path, fmt):
+        reader.close()
+        return None
+    return reader
+
+
+def _key(path: str | os.PathLike, fmt: str | None) -> tuple[str, str | None]:
+    return os.path.realpath(path), fmt
+
+
+def _close() -> None:
+    reader = _started.pop("reader", None)
+    if reader is not None:
+        reader.close()

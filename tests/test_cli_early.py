@@ -1,0 +1,97 @@
+"""The head start of `warehouse ingest structures`: its file's reader starts before the command
+line is parsed (cli.early), and only when the guess is certain; otherwise nothing changes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from ingest_helpers import write_fcc_xyz
+
+from cli import early
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork: Linux only")
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["ingest", "structures", "a.xyz", "--dataset", "d"], ("a.xyz", None)),
+    (["--url", "sqlite:///c", "--lake=l", "ingest", "structures", "-d", "d", "a.xyz"], ("a.xyz", None)),
+    (["ingest", "structures", "a.xyz", "-d", "d", "-l", "PBE", "--subset", "s", "--split", "train",
+      "--format", "extxyz", "--trust-pickle"], ("a.xyz", "extxyz")),
+    (["ingest", "structures", "--format=vasp", "--", "-odd.xyz"], ("-odd.xyz", "vasp")),
+], ids=["plain", "root-options", "every-option", "double-dash"])
+def test_the_file_of_an_ingest_is_recognised(args, expected) -> None:
+    assert early.guess_path(args) == expected
+
+
+@pytest.mark.parametrize("args", [
+    [], ["--help"], ["ingest", "structures", "--help"], ["ingest", "structures", "a.xyz", "-h"],
+    ["ingest", "predictions", "a.xyz", "-m", "x"], ["--verbose", "ingest", "structures", "a.xyz"],
+    ["ingest", "structures", "a.xyz", "b.xyz"], ["ingest", "structures", "a.xyz", "--dataset"],
+    ["ingest", "structures", "--new-option", "v", "a.xyz"], ["ingest", "structures", "-d", "x"],
+    ["--url"],
+], ids=repr)
+def test_anything_else_is_left_to_the_command_line_parser(args) -> None:
+    assert early.guess_path(args) is None
+
+
+@linux_only
+def test_the_command_takes_the_early_reader_only_for_its_own_file(tmp_path) -> None:
+    a, b = tmp_path / "a.xyz", tmp_path / "b.xyz"
+    write_fcc_xyz(a, 2, reps=2)
+    write_fcc_xyz(b, 3, reps=2)
+    early.start(["ingest", "structures", str(a), "-d", "x"])
+    reader = early.take(tmp_path / "." / "a.xyz", None)  # the same file, spelt differently
+    assert reader is not None and reader.path == str(a)
+    assert sum(len(batch) for batch in reader) == 2
+    reader.close()
+
+    early.start(["ingest", "structures", str(a), "-d", "x"])
+    stale = early._started["reader"]
+    assert early.take(b, None) is None  # another file: the guess is closed, not reused
+    assert stale._stream._child is None
+    early.start(["ingest", "structures", str(a), "-d", "x"])
+    assert early.take(a, "vasp") is None  # read as another format: not this reader
+    assert early.take(a, None) is None  # taken once at most
+
+
+def test_no_reader_for_other_formats_or_missing_files(tmp_path) -> None:
+    (tmp_path / "x.json").write_text("[]")
+    for args in (["ingest", "structures", str(tmp_path / "x.json"), "-d", "x"],
+                 ["ingest", "structures", str(tmp_path / "missing.xyz"), "-d", "x"]):
+        early.start(args)
+        assert "reader" not in early._started
+
+
+@linux_only
+def test_a_refused_command_line_leaves_no_reader_process(tmp_path) -> None:
+    """The guess starts a reader, typer then refuses the command line: the process exits with
+    the usage error and its reader process does not outlive it."""
+    path = tmp_path / "a.xyz"
+    write_fcc_xyz(path, 2, reps=2)
+    probe = (
+        "import sys\nfrom cli.app import main\n"
+        f"sys.argv = ['warehouse', '--url', 'sqlite:///{tmp_path / 'c.sqlite'}', 'ingest',"
+        f" 'structures', {str(path)!r}]\n"  # --dataset is required: a usage error
+        "import cli.early as e\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n"
+        "    print('exit', exc.code, e._started['reader']._stream._child.pid)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert "Missing option '--dataset'" in res.stderr
+    word, code, pid = res.stdout.split()
+    assert (word, code, res.returncode) == ("exit", "2", 0)
+    deadline = time.monotonic() + 10
+    while _alive(int(pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(int(pid))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return not any(line.startswith("State:") and "Z" in line for line in fh)
+    except FileNotFoundError:
+        return False
