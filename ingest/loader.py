@@ -29,7 +29,7 @@ from sqlalchemy import ARRAY, String, any_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from ingest.interrupts import critical
-from ingest.bulk import BackgroundWriter, allocate_ids, as_float, bulk_insert
+from ingest.bulk import BackgroundWriter, allocate_ids, as_float, bulk_insert, key_check_mode
 from warehouse.records import BATCH_ATOMS, Frame, FrameBatch, Labels, PredictionFrame
 from warehouse import models as m
 from warehouse.core import Warehouse
@@ -58,6 +58,8 @@ LAKE_FILE_COLS = ("id", "path", "kind", "sha256", "n_rows", "n_bytes", "ingest_r
 REFERENCE_COLS = ("id", "structure_id", "level_of_theory_id", "energy", "free_energy", "stress_xx",
                   "stress_yy", "stress_zz", "stress_yz", "stress_xz", "stress_xy", "has_forces",
                   "lake_file_id", "ingest_run_id")
+# the per-structure tables that the batch path writes in bulk
+BULK_TABLES = (m.Structure, m.StructureElement, m.DatasetMember, m.Reference)
 STRESS_COLS = ("stress_xx", "stress_yy", "stress_zz", "stress_yz", "stress_xz", "stress_xy")
 SYMBOLS = np.array(chemical_symbols)
 
@@ -147,6 +149,8 @@ class Loader:
         # second, autocommit connection, so reading never waits for the writes
         self._writer: BackgroundWriter | None = None
         self._side: Any = None
+        self._key_checks = "triggers"  # or "deferred": see ingest.bulk's notes on foreign keys
+        self._locked: set[tuple[str, int]] = set()  # parents locked FOR KEY SHARE ("deferred")
         # what this ingest added (its rows are invisible to the second connection)
         self._members_added: set[tuple[int, int]] = set()  # (dataset id, structure id)
         self._refs_added: set[tuple[int, int]] = set()  # (level of theory id, structure id)
@@ -268,6 +272,7 @@ class Loader:
         if self._writer is None and self.s.bind.dialect.name == "postgresql":
             self._side = self.wh.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             self._writer = BackgroundWriter(self.s.connection())
+            self._key_checks = key_check_mode(self._side, [t.__table__ for t in BULK_TABLES])
 
     def _read_conn(self) -> Any:
         """Where the batch path reads committed rows and allocates ids."""
@@ -278,7 +283,13 @@ class Loader:
         errors raised here), both workers stopped."""
         self.flush_lake_files()
         if self._writer is not None:
-            self._writer.wait()
+            self._writer.check_keys()
+            try:
+                self._writer.wait()
+            except IngestError as exc:  # the key check's: it knows no file
+                if exc.path is not None or self.run.source_uri is None:
+                    raise
+                raise IngestError(str(exc), path=self.run.source_uri) from exc
         self._stop_background()
 
     def _stop_background(self) -> None:
@@ -380,6 +391,8 @@ class Loader:
         sids = [self._sid_by_hash[h] for h in hashes]
         # Only structures known before this batch can already have members or references.
         old = {sids[i] for i, h in enumerate(hashes) if h in known}
+        if self._key_checks == "deferred":
+            self._lock_parents(dataset_id, level_id, old)
         members = self._existing(m.DatasetMember, m.DatasetMember.dataset_id, dataset_id, old,
                                  self._members_added)
         refs = self._existing(m.Reference, m.Reference.level_of_theory_id, level_id, old,
@@ -409,6 +422,19 @@ class Loader:
                 [rid for rid, i in zip(ref_ids, todo, strict=True) if sids[i] in old])
         return sids
 
+    def _lock_parents(self, dataset_id: int, level_id: int, old: set[int]) -> None:
+        """With deferred key checks (ingest.bulk): lock the parent rows that may predate this
+        ingest ``FOR KEY SHARE``, as the foreign-key triggers would, so that none is deleted
+        before it commits."""
+        for table, key in ((m.Dataset, dataset_id), (m.LevelOfTheory, level_id)):
+            if (table.__tablename__, key) not in self._locked:
+                self._locked.add((table.__tablename__, key))
+                self._writer.execute(
+                    f'SELECT 1 FROM "{table.__tablename__}" WHERE id = %s FOR KEY SHARE', (key,))
+        if old:
+            self._writer.execute(
+                "SELECT 1 FROM structures WHERE id = ANY(%s::bigint[]) FOR KEY SHARE", (sorted(old),))
+
     def _existing(self, table: type, scope_col: Any, scope: int, sids: set[int],
                   added: set[tuple[int, int]]) -> set[int]:
         """Which of ``sids`` already have a row in ``table`` (members, references) for ``scope``
@@ -421,9 +447,11 @@ class Loader:
         return found
 
     def _rows(self, table: type, columns: tuple[str, ...], rows: list[tuple]) -> None:
-        """Insert ``rows``: by the background writer on PostgreSQL, at once elsewhere."""
+        """Insert ``rows``: by the background writer on PostgreSQL (their foreign keys checked
+        before commit instead of per row, where allowed: ingest.bulk), at once elsewhere."""
         if self._writer is not None:
-            self._writer.copy(table.__table__, columns, rows)
+            self._writer.copy(table.__table__, columns, rows,
+                              check_keys_later=self._key_checks == "deferred")
         else:
             bulk_insert(self.s.connection(), table.__table__, columns, rows)
 
