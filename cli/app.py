@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,7 +17,7 @@ from cli import plot as plot_cmds
 from cli import evaluate as evaluate_cmds, pareto as pareto_cmds, timings as timings_cmds
 from cli import ensemble as ensemble_cmds, grades as grades_cmds, uq as uq_cmds
 from cli.context import LAKE_ENV, URL_ENV, WarehouseGroup, argv, open_from
-from cli.output import Format, emit, render
+from cli.output import Format, render
 
 app = typer.Typer(
     cls=WarehouseGroup,
@@ -120,10 +120,45 @@ def check(
 
 
 def main() -> None:
+    """Run the command line (raises SystemExit, as click does)."""
     from cli import early
 
     early.start(sys.argv[1:])  # an ingest's file is read while the command line is built
     app()
+
+
+def console() -> None:
+    """The ``warehouse`` console script: :func:`main`, then, after ``ingest structures``, an
+    immediate exit.
+
+    When that command returns, its transaction is committed or undone, its connections, lake
+    files and reader process are closed, and its failure (if any) is recorded; what remains is
+    the interpreter's teardown, freeing its objects one by one: ~0.2 s after 1.3M atoms, 8 % of
+    the ingest. Output is flushed first. Other commands end normally (a file object that one of
+    them left open is flushed by that teardown).
+    """
+    from cli import early
+
+    try:
+        main()
+    except SystemExit as exc:
+        if early.guess_path(sys.argv[1:]) is None:
+            raise
+        _leave(exc.code)
+
+
+def _leave(code: object) -> None:
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        sys.stderr.write(f"{code}\n")
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be said there
+            pass
+    os._exit(code)
 
 
 # -- issue 7: MD observables and properties ---------------------------------------------------

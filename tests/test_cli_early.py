@@ -95,3 +95,26 @@ def _alive(pid: int) -> bool:
             return not any(line.startswith("State:") and "Z" in line for line in fh)
     except FileNotFoundError:
         return False
+
+
+def _console(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from cli.app import console; console()", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_console_script_ends_an_ingest_at_once_with_everything_closed(tmp_path) -> None:
+    """After `ingest structures` the console script skips the interpreter's teardown: its
+    output is all there, its exit code is the command's, and the catalog was closed first
+    (SQLite removes its write-ahead log when the last connection closes)."""
+    good, bad = tmp_path / "a.xyz", tmp_path / "bad.xyz"
+    write_fcc_xyz(good, 3, reps=2)
+    bad.write_text("2\nLattice=\"3 0 0 0 3 0 0 0 3\" Properties=species:S:1:pos:R:3\nCu 0 0 0\n")
+    where = ["--url", f"sqlite:///{tmp_path / 'c.sqlite'}", "--lake", str(tmp_path / "lake")]
+    res = _console(*where, "ingest", "structures", str(good), "-d", "x")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("structures (run 1): added") and "3 structures" in res.stdout
+    assert not (tmp_path / "c.sqlite-wal").exists()
+    res = _console(*where, "ingest", "structures", str(bad), "-d", "x")
+    assert res.returncode != 0 and str(bad) in res.stderr and res.stderr.startswith("Error: ")
+    res = _console(*where, "runs")  # another command: the normal way out
+    assert res.returncode == 0 and "failed" in res.stdout and "ok" in res.stdout
