@@ -141,3 +141,40 @@ def test_parents_that_predate_the_ingest_stay_locked_until_it_commits(wh, tmp_pa
     with wh.session() as s:
         assert s.scalar(select(m.Structure.id).where(m.Structure.id == old_sid)) == old_sid
         assert s.scalar(text("SELECT count(*) FROM dataset_members")) == 14
+
+
+def test_a_role_that_may_not_set_the_replication_role_gets_the_triggers(wh, tmp_path) -> None:
+    """Not a superuser: the triggers check every row, unless SET on the parameter is granted
+    (PostgreSQL 15 and newer), and then such a role's ingest works with the deferred check."""
+    import os
+
+    from sqlalchemy import create_engine
+
+    from ingest import bulk
+    from ingest.api import ingest_structures
+    from warehouse import open_warehouse
+
+    role = f"wh_t_plain_{os.getpid()}"
+    admin = psycopg.connect(_libpq(wh), autocommit=True)
+    admin.execute(f"CREATE ROLE {role} LOGIN")
+    admin.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
+    admin.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    url = wh.engine.url.set(username=role)
+    plain = create_engine(url)
+    try:
+        with plain.connect() as conn:
+            assert bulk.key_check_mode(conn, BULK) == "triggers"
+            if conn.dialect.server_version_info >= (15,):
+                admin.execute(f"GRANT SET ON PARAMETER session_replication_role TO {role}")
+                assert bulk.key_check_mode(conn, BULK) == "deferred"
+        path = tmp_path / "set.xyz"
+        write_fcc_xyz(path, 6, reps=2)
+        with open_warehouse(url.render_as_string(hide_password=False), str(tmp_path / "lake")) as w:
+            assert ingest_structures(w, path, dataset="d").added["structures"] == 6
+    finally:
+        plain.dispose()
+        if admin.info.server_version >= 150000:
+            admin.execute(f"REVOKE SET ON PARAMETER session_replication_role FROM {role}")
+        admin.execute(f"DROP OWNED BY {role}")
+        admin.execute(f"DROP ROLE {role}")
+        admin.close()
