@@ -58,6 +58,9 @@ LAKE_FILE_COLS = ("id", "path", "kind", "sha256", "n_rows", "n_bytes", "ingest_r
 REFERENCE_COLS = ("id", "structure_id", "level_of_theory_id", "energy", "free_energy", "stress_xx",
                   "stress_yy", "stress_zz", "stress_yz", "stress_xz", "stress_xy", "has_forces",
                   "lake_file_id", "ingest_run_id")
+# Ids taken from a sequence at a time on PostgreSQL (Loader._new_ids): a few batches' worth.
+ID_BLOCK = 4096
+ID_BLOCKS = {"lake_files": 32}
 # the per-structure tables that the batch path writes in bulk
 BULK_TABLES = (m.Structure, m.StructureElement, m.DatasetMember, m.Reference)
 STRESS_COLS = ("stress_xx", "stress_yy", "stress_zz", "stress_yz", "stress_xz", "stress_xy")
@@ -151,6 +154,7 @@ class Loader:
         self._side: Any = None
         self._key_checks = "triggers"  # or "deferred": see ingest.bulk's notes on foreign keys
         self._locked: set[tuple[str, int]] = set()  # parents locked FOR KEY SHARE ("deferred")
+        self._id_pool: dict[str, list[int]] = {}  # table -> ids taken from its sequence, unused
         # what this ingest added (its rows are invisible to the second connection)
         self._members_added: set[tuple[int, int]] = set()  # (dataset id, structure id)
         self._refs_added: set[tuple[int, int]] = set()  # (level of theory id, structure id)
@@ -263,7 +267,7 @@ class Loader:
         background writer where there is one)."""
         if self._writer is None:
             return self.reserve_lake_file(kind).id
-        lf_id = int(allocate_ids(self._side, m.LakeFile.__table__, 1)[0])
+        lf_id = self._new_ids(m.LakeFile.__table__, 1)[0]
         self._writer.copy(m.LakeFile.__table__, LAKE_FILE_COLS, [
             (lf_id, f"pending/{self.run.id}/{uuid.uuid4().hex}", kind, "", 0, 0, self.run.id)])
         return lf_id
@@ -273,6 +277,20 @@ class Loader:
             self._side = self.wh.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             self._writer = BackgroundWriter(self.s.connection())
             self._key_checks = key_check_mode(self._side, [t.__table__ for t in BULK_TABLES])
+
+    def _new_ids(self, table: Any, n: int) -> list[int]:
+        """``n`` fresh ids of ``table``. With a side connection (PostgreSQL), drawn from blocks
+        taken from the table's sequence (a batch then needs no round trip for its ids; the
+        unused rest of a block is a gap in the ids, as a rolled-back ingest leaves one)."""
+        if self._side is None:
+            return allocate_ids(self._read_conn(), table, n).tolist()
+        pool = self._id_pool.setdefault(table.name, [])
+        if len(pool) < n:
+            block = max(n - len(pool), ID_BLOCKS.get(table.name, ID_BLOCK))
+            pool += allocate_ids(self._side, table, block).tolist()
+        out = pool[:n]
+        del pool[:n]
+        return out
 
     def _read_conn(self) -> Any:
         """Where the batch path reads committed rows and allocates ids."""
@@ -384,7 +402,7 @@ class Loader:
                 seen.add(h)
                 new.append(i)
         if new:
-            ids = allocate_ids(self._read_conn(), m.Structure.__table__, len(new)).tolist()
+            ids = self._new_ids(m.Structure.__table__, len(new))
             self._sid_by_hash.update({hashes[i]: sid for i, sid in zip(new, ids, strict=True)})
         self.summary.add("structures", len(new))
         self.summary.seen("structures", len(b) - len(new))
@@ -409,7 +427,7 @@ class Loader:
             todo.append(i)
         has_forces = b.has_forces.tolist()
         with_forces = [k for k, i in enumerate(todo) if has_forces[i]]
-        ref_ids = allocate_ids(self._read_conn(), m.Reference.__table__, len(todo)).tolist()
+        ref_ids = self._new_ids(m.Reference.__table__, len(todo))
 
         if new:
             self._write_structures(b, new, hashes, free, ids, self._reserve_lake_file_id("positions"))
