@@ -42,6 +42,31 @@ def test_batch_hashes_equal_one_by_one(pbc) -> None:
         assert (h, fr) == (hashes[k], free[k]) and np.array_equal(order, orders[k])
 
 
+def test_the_fully_periodic_fast_path_rounds_as_the_general_one() -> None:
+    """All-periodic batches take a coordinate-major path; a batch with one non-periodic
+    structure takes the general one: the periodic structures' digests must not differ."""
+    rng = np.random.default_rng(5)
+    frames = []
+    for _ in range(60):
+        n = int(rng.integers(1, 80))
+        cell = np.diag(rng.uniform(2, 15, 3)) + 0.5 * rng.standard_normal((3, 3))
+        frac = rng.uniform(-2, 3, (n, 3))
+        frac[: n // 4] = np.round(frac[: n // 4])  # on the cell's faces ...
+        frac[n // 4: n // 3] = -1e-17  # ... and just below them (mod gives exactly 1.0)
+        frames.append((rng.integers(1, 90, n), frac @ cell, cell, np.ones(3, bool)))
+    molecule = (np.array([8, 1, 1]), rng.normal(size=(3, 3)), np.zeros((3, 3)), np.zeros(3, bool))
+
+    def batch(fs):
+        return structure_hashes_batch(
+            np.concatenate([f[0] for f in fs]), np.concatenate([f[1] for f in fs]),
+            np.stack([f[2] for f in fs]), np.stack([f[3] for f in fs]),
+            np.array([len(f[0]) for f in fs]))
+
+    fast, general = batch(frames), batch([*frames, molecule])
+    assert fast[0] == general[0][:-1] and fast[1] == general[1][:-1]
+    assert all(np.array_equal(a, b) for a, b in zip(fast[2], general[2], strict=False))
+
+
 def test_progress_counts_and_is_quiet_off_a_terminal(capsys) -> None:
     from cli.ingest import Progress
 

@@ -85,6 +85,22 @@ def _rows_times(v: NDArray[np.float64], m: NDArray[np.float64]) -> NDArray[np.fl
     return out
 
 
+def _columns_times(vt: NDArray[np.float64], m: NDArray[np.float64],
+                   counts: NDArray[np.int64]) -> NDArray[np.float64]:
+    """:func:`_rows_times` on coordinate-major arrays: ``vt`` (3, N), each structure's matrix
+    ``m`` (F, 3, 3) applied to its ``counts`` atoms; out[j] = (v0 m0j + v1 m1j) + v2 m2j."""
+    out = np.empty_like(vt)
+    tmp = np.empty(vt.shape[1])
+    for j in range(3):
+        o = out[j]
+        np.multiply(vt[0], np.repeat(m[:, 0, j], counts), out=o)
+        np.multiply(vt[1], np.repeat(m[:, 1, j], counts), out=tmp)
+        o += tmp
+        np.multiply(vt[2], np.repeat(m[:, 2, j], counts), out=tmp)
+        o += tmp
+    return out
+
+
 def structure_hashes_batch(
     numbers: NDArray[np.integer],
     positions: NDArray[np.float64],
@@ -108,21 +124,25 @@ def structure_hashes_batch(
     counts = np.asarray(counts, dtype=np.int64)
     frame = np.repeat(np.arange(len(counts)), counts)
     periodic = pbcs.any(axis=1)
-    cart = pos
-    if periodic.any():
-        # per-atom copies of each structure's matrices (np.repeat: cheaper than a gather by index)
-        frac = _rows_times(pos, np.repeat(_inverse_3x3(cells), counts, axis=0))
-        if pbcs.all():  # the common case: the where()s below, without their masks
-            wrapped = np.mod(frac, 1.0)
-            wrapped[wrapped >= 1.0] = 0.0
-            cart = _rows_times(wrapped, np.repeat(cells, counts, axis=0))
-        else:
+    if pbcs.all() and len(pos):
+        # the common case, coordinate-major (contiguous columns, ~1.6x faster than the row
+        # form below): the same operations in the same order, so the same roundings
+        frac = _columns_times(np.ascontiguousarray(pos.T), _inverse_3x3(cells), counts)
+        np.mod(frac, 1.0, out=frac)
+        frac[frac >= 1.0] = 0.0  # mod can return exactly 1.0 for tiny negatives: the site 0
+        cart_t = _columns_times(frac, cells, counts)
+        cart_t *= _SCALE
+        pos_int = np.ascontiguousarray(np.rint(cart_t).astype(np.int64).T)
+    else:
+        cart = pos
+        if periodic.any():
+            # per-atom copies of each structure's matrices (np.repeat: cheaper than a gather)
+            frac = _rows_times(pos, np.repeat(_inverse_3x3(cells), counts, axis=0))
             p = pbcs[frame]
             wrapped = np.where(p, np.mod(frac, 1.0), frac)
-            # mod can return exactly 1.0 for tiny negatives: the same lattice site as 0
             wrapped = np.where(p & (wrapped >= 1.0), 0.0, wrapped)
             cart = np.where(periodic[frame][:, None], _rows_times(wrapped, cells[frame]), pos)
-    pos_int = np.rint(cart * _SCALE).astype(np.int64)
+        pos_int = np.rint(cart * _SCALE).astype(np.int64)
     order_all = _canonical_order(frame, numbers, pos_int)
     # The digests hash byte ranges of these buffers: no per-structure array operations.
     bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
