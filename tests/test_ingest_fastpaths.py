@@ -23,20 +23,35 @@ def test_reduced_formula_is_ases_metal_format() -> None:
             Formula.from_list(list(SYMBOLS[numbers])).reduce()[0].format("metal")
 
 
-@pytest.mark.parametrize("pbc", [(True, True, True), (True, True, False), (False, False, False)])
-def test_batch_hashes_equal_one_by_one(pbc) -> None:
-    rng = np.random.default_rng(1)
+def _random_frames(seed: int, n_frames: int, max_atoms: int, pbc, place) -> list[tuple]:
+    """(numbers, positions, cell, pbc) frames with skewed cells; ``place(rng, n, cell)`` gives
+    the positions."""
+    rng = np.random.default_rng(seed)
     frames = []
-    for _ in range(40):
-        n = int(rng.integers(1, 60))
-        cell = np.diag(rng.uniform(3, 12, 3)) + 0.3 * rng.standard_normal((3, 3))
-        pos = rng.uniform(-5, 15, (n, 3))
-        pos[: n // 3] = np.round(pos[: n // 3], 6)  # values on rounding boundaries too
-        frames.append((rng.integers(1, 90, n), pos, cell, np.array(pbc)))
-    hashes, free, orders = structure_hashes_batch(
+    for _ in range(n_frames):
+        n = int(rng.integers(1, max_atoms))
+        cell = np.diag(rng.uniform(2, 15, 3)) + 0.4 * rng.standard_normal((3, 3))
+        frames.append((rng.integers(1, 90, n), place(rng, n, cell), cell, np.array(pbc)))
+    return frames
+
+
+def _hash_batch(frames: list[tuple]) -> tuple:
+    """structure_hashes_batch of (numbers, positions, cell, pbc) frames."""
+    return structure_hashes_batch(
         np.concatenate([f[0] for f in frames]), np.concatenate([f[1] for f in frames]),
         np.stack([f[2] for f in frames]), np.stack([f[3] for f in frames]),
         np.array([len(f[0]) for f in frames]))
+
+
+@pytest.mark.parametrize("pbc", [(True, True, True), (True, True, False), (False, False, False)])
+def test_batch_hashes_equal_one_by_one(pbc) -> None:
+    def place(rng, n, _cell):
+        pos = rng.uniform(-5, 15, (n, 3))
+        pos[: n // 3] = np.round(pos[: n // 3], 6)  # values on rounding boundaries too
+        return pos
+
+    frames = _random_frames(1, 40, 60, pbc, place)
+    hashes, free, orders = _hash_batch(frames)
     for k, f in enumerate(frames):
         h, fr, order = structure_hashes(*f)
         assert (h, fr) == (hashes[k], free[k]) and np.array_equal(order, orders[k])
@@ -45,24 +60,15 @@ def test_batch_hashes_equal_one_by_one(pbc) -> None:
 def test_the_fully_periodic_fast_path_rounds_as_the_general_one() -> None:
     """All-periodic batches take a coordinate-major path; a batch with one non-periodic
     structure takes the general one: the periodic structures' digests must not differ."""
-    rng = np.random.default_rng(5)
-    frames = []
-    for _ in range(60):
-        n = int(rng.integers(1, 80))
-        cell = np.diag(rng.uniform(2, 15, 3)) + 0.5 * rng.standard_normal((3, 3))
+    def place(rng, n, cell):
         frac = rng.uniform(-2, 3, (n, 3))
         frac[: n // 4] = np.round(frac[: n // 4])  # on the cell's faces ...
         frac[n // 4: n // 3] = -1e-17  # ... and just below them (mod gives exactly 1.0)
-        frames.append((rng.integers(1, 90, n), frac @ cell, cell, np.ones(3, bool)))
-    molecule = (np.array([8, 1, 1]), rng.normal(size=(3, 3)), np.zeros((3, 3)), np.zeros(3, bool))
+        return frac @ cell
 
-    def batch(fs):
-        return structure_hashes_batch(
-            np.concatenate([f[0] for f in fs]), np.concatenate([f[1] for f in fs]),
-            np.stack([f[2] for f in fs]), np.stack([f[3] for f in fs]),
-            np.array([len(f[0]) for f in fs]))
-
-    fast, general = batch(frames), batch([*frames, molecule])
+    frames = _random_frames(5, 60, 80, (True, True, True), place)
+    molecule = (np.array([8, 1, 1]), np.eye(3), np.zeros((3, 3)), np.zeros(3, bool))
+    fast, general = _hash_batch(frames), _hash_batch([*frames, molecule])
     assert fast[0] == general[0][:-1] and fast[1] == general[1][:-1]
     assert all(np.array_equal(a, b) for a, b in zip(fast[2], general[2], strict=False))
 
