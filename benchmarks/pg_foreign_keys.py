@@ -85,12 +85,8 @@ def measure(url: str, mode: str) -> dict[str, tuple[float, float]]:
         keys: dict = {}
         for name, (cols, rows) in _rows(run, lot, ds, lf).items():
             table = tables[name]
-            if mode == "deferred":  # what BackgroundWriter.copy(check_keys_later=True) collects
-                for fk in table.foreign_keys:
-                    i = cols.index(fk.parent.name)
-                    vals, users = keys.setdefault((fk.column.table.name, fk.column.name), (set(), set()))
-                    vals.update(r[i] for r in rows)
-                    users.add(f"{name}.{fk.parent.name}")
+            if mode == "deferred":  # as BackgroundWriter.copy(check_keys_later=True) does
+                bulk.note_keys(keys, table, cols, rows)
             c0, s0 = time.process_time(), _backend_cpu(pid)
             bulk._copy_rows(conn, f'COPY "{name}" ({", ".join(cols)}) FROM STDIN', rows,
                             [], triggers=mode == "triggers")

@@ -117,6 +117,19 @@ def _copy_rows(raw: Any, sql: str, rows: list[tuple], json_cols: list[int],
             cur.execute("SET LOCAL session_replication_role = origin")
 
 
+def note_keys(keys: dict[tuple[str, str], tuple[set[int], set[str]]], table: Table,
+              columns: Sequence[str], rows: list[tuple]) -> None:
+    """Add the foreign-key values of ``rows`` (``table``'s, in ``columns`` order) to ``keys``:
+    (parent table, its key) -> (values, the columns that hold them), for :func:`_check_keys`."""
+    for fk in table.foreign_keys:
+        # every key column is sent: one left to its default would escape the check
+        i = list(columns).index(fk.parent.name)
+        values, users = keys.setdefault((fk.column.table.name, fk.column.name), (set(), set()))
+        values.update(row[i] for row in rows)
+        values.discard(None)
+        users.add(f"{table.name}.{fk.parent.name}")
+
+
 def _check_keys(raw: Any, keys: dict[tuple[str, str], tuple[set[int], set[str]]]) -> None:
     """Every value in ``keys`` ((parent table, its key column) -> (values, the columns that hold
     them)) names a parent row."""
@@ -178,14 +191,7 @@ class BackgroundWriter:
         if not rows:
             return
         if check_keys_later:
-            for fk in table.foreign_keys:
-                # every key column is sent: one left to its default would escape the check
-                i = list(columns).index(fk.parent.name)
-                values, users = self._keys.setdefault((fk.column.table.name, fk.column.name),
-                                                      (set(), set()))
-                values.update(row[i] for row in rows)
-                values.discard(None)
-                users.add(f"{table.name}.{fk.parent.name}")
+            note_keys(self._keys, table, columns, rows)
         prep = self._conn.dialect.identifier_preparer
         cols = ", ".join(prep.quote(c) for c in columns)
         json_cols = [i for i, c in enumerate(columns) if table.c[c].type.__class__.__name__ == "JSON"]

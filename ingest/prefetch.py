@@ -5,7 +5,8 @@ An ingest alternates between reading (the C parser, building batch columns, hash
 them poorly: measured on 2 cores, it also slowed sqlite3's executemany about 3x, which gives the
 GIL up and waits to get it back for every row. :class:`ReadAhead` therefore runs the reader in a
 forked child process and receives its batches (pickled numpy arrays: pickling, the pipe and
-unpickling cost ~5 % of the ingest's CPU) over a pipe. The child holds at most a few batches ready (``CHILD_QUEUE``), so memory stays bounded.
+unpickling cost ~5 % of the ingest's CPU) over a pipe. The child holds at most a few batches
+ready (``CHILD_QUEUE``), so memory stays bounded.
 
 The child is forked before it reads anything and never touches what it inherited (the catalog
 connection, the lake); it ignores Ctrl-C (the parent handles it, then ends the child) and leaves
