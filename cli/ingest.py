@@ -160,3 +160,17 @@ def gpumd(
         summary = ingest_gpumd(wh, folder, model=model, dataset=dataset,
                                level_of_theory=level_of_theory, xyz=xyz, argv=argv())
     typer.echo(summary.line())
+
+
+# Subcommands defined beside the commands they belong with (issues 5-7), registered here so that
+# this group is whole wherever it is used.
+def _register_others() -> None:
+    from cli import grades, md, timings
+
+    app.command("timings")(timings.ingest_timings_cmd)
+    app.command("grades")(grades.grades)
+    app.command("md")(md.ingest_md)
+    app.command("properties")(md.ingest_properties)
+
+
+_register_others()

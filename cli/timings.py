@@ -67,7 +67,5 @@ def ingest_timings_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    from cli.ingest import app as ingest_app
-
+    """``warehouse timings`` (``warehouse ingest timings`` is registered by cli.ingest)."""
     app.command("timings")(timings_cmd)
-    ingest_app.command("timings")(ingest_timings_cmd)
