@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from ase.data import chemical_symbols
-from sqlalchemy import ARRAY, String, any_, bindparam, insert, select, update
+from sqlalchemy import ARRAY, String, any_, bindparam, insert, select, text
 from sqlalchemy.orm import Session
 
 from ingest.interrupts import critical
@@ -61,6 +61,8 @@ REFERENCE_COLS = ("id", "structure_id", "level_of_theory_id", "energy", "free_en
 # Ids taken from a sequence at a time on PostgreSQL (Loader._new_ids): a few batches' worth.
 ID_BLOCK = 4096
 ID_BLOCKS = {"lake_files": 32}
+_COMPLETE_LAKE_FILE = text("UPDATE lake_files SET path = :path, sha256 = :sha256, n_rows = :n_rows,"
+                           " n_bytes = :n_bytes WHERE id = :id")
 # the per-structure tables that the batch path writes in bulk
 BULK_TABLES = (m.Structure, m.StructureElement, m.DatasetMember, m.Reference)
 STRESS_COLS = ("stress_xx", "stress_yy", "stress_zz", "stress_yz", "stress_xz", "stress_xy")
@@ -237,6 +239,8 @@ class Loader:
         lf_id = lf if isinstance(lf, int) else lf.id
         if not background:
             self._complete(lf_id, self.lake.write(table_name, table, **parts))
+            if not isinstance(lf, int):
+                self.s.expire(lf)  # completed by a statement: read back on next use
             return
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
@@ -256,19 +260,16 @@ class Loader:
                 "UPDATE lake_files SET path = %s, sha256 = %s, n_rows = %s, n_bytes = %s"
                 " WHERE id = %s", (wf.path, wf.sha256, wf.n_rows, wf.n_bytes, lf_id))
             return
-        self.s.execute(
-            update(m.LakeFile)
-            .where(m.LakeFile.id == lf_id)
-            .values(path=wf.path, sha256=wf.sha256, n_rows=wf.n_rows, n_bytes=wf.n_bytes)
-        )
+        # a textual statement: the ORM's UPDATE costs ~2 ms a file to build
+        self.s.execute(_COMPLETE_LAKE_FILE, {
+            "id": lf_id, "path": wf.path, "sha256": wf.sha256, "n_rows": wf.n_rows,
+            "n_bytes": wf.n_bytes})
 
     def _reserve_lake_file_id(self, kind: str) -> int:
-        """:meth:`reserve_lake_file` for the batch writers: its id (the row is written by the
-        background writer where there is one)."""
-        if self._writer is None:
-            return self.reserve_lake_file(kind).id
+        """:meth:`reserve_lake_file` for the batch writers: its id, its row written as the
+        batch's other rows are (by the background writer on PostgreSQL), not by the ORM."""
         lf_id = self._new_ids(m.LakeFile.__table__, 1)[0]
-        self._writer.copy(m.LakeFile.__table__, LAKE_FILE_COLS, [
+        self._rows(m.LakeFile, LAKE_FILE_COLS, [
             (lf_id, f"pending/{self.run.id}/{uuid.uuid4().hex}", kind, "", 0, 0, self.run.id)])
         return lf_id
 
@@ -335,10 +336,15 @@ class Loader:
                 m.Structure.hash == any_(bindparam("hashes", todo, type_=ARRAY(String)))))
             found.update({h: i for h, i in rows})
             todo = []
+        sqlite = self.s.bind.dialect.name == "sqlite"
         for chunk in _chunks(todo):
-            rows = conn.execute(
-                select(m.Structure.hash, m.Structure.id).where(m.Structure.hash.in_(chunk))
-            )
+            if sqlite:  # SQLAlchemy renders an IN list's parameters one by one: ~10 µs each
+                rows = conn.exec_driver_sql(
+                    f"SELECT hash, id FROM structures WHERE hash IN ({', '.join('?' * len(chunk))})",
+                    tuple(chunk))
+            else:
+                rows = conn.execute(
+                    select(m.Structure.hash, m.Structure.id).where(m.Structure.hash.in_(chunk)))
             found.update({h: i for h, i in rows})
         self._sid_by_hash.update(found)
         return {h: self._sid_by_hash[h] for h in hashes if h in self._sid_by_hash}
