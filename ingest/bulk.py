@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -125,7 +126,7 @@ def note_keys(keys: dict[tuple[str, str], tuple[set[int], set[str]]], table: Tab
         # every key column is sent: one left to its default would escape the check
         i = list(columns).index(fk.parent.name)
         values, users = keys.setdefault((fk.column.table.name, fk.column.name), (set(), set()))
-        values.update(row[i] for row in rows)
+        values.update(map(itemgetter(i), rows))
         values.discard(None)
         users.add(f"{table.name}.{fk.parent.name}")
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from ase.data import chemical_symbols
-from sqlalchemy import ARRAY, String, any_, bindparam, insert, select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from ingest.interrupts import critical
@@ -331,9 +331,12 @@ class Loader:
         todo = sorted({h for h in hashes if h not in self._sid_by_hash})
         conn = self._read_conn()  # this ingest's own structures are in _sid_by_hash already
         if self.s.bind.dialect.name == "postgresql":
-            # one array parameter: PostgreSQL plans IN (...) with thousands of parameters slowly
-            rows = conn.execute(select(m.Structure.hash, m.Structure.id).where(
-                m.Structure.hash == any_(bindparam("hashes", todo, type_=ARRAY(String)))))
+            # one parameter: PostgreSQL plans IN (...) with thousands of parameters slowly, and
+            # psycopg quotes a text array element by element (a regex each); hashes are hex, so
+            # one comma-joined string is the array
+            rows = conn.exec_driver_sql(
+                "SELECT hash, id FROM structures WHERE hash = ANY(string_to_array(%s, ','))",
+                (",".join(todo),))
             found.update({h: i for h, i in rows})
             todo = []
         sqlite = self.s.bind.dialect.name == "sqlite"
