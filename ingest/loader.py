@@ -103,9 +103,11 @@ class IngestSummary:
 
 
 def _atom_index(counts: np.ndarray) -> np.ndarray:
-    """0..n-1 for every structure's n atoms, concatenated."""
-    starts = np.repeat(np.cumsum(counts) - counts, counts)
-    return np.arange(int(counts.sum())) - starts
+    """0..n-1 for every structure's n atoms, concatenated (int32, as the lake stores it)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    out = np.arange(int(counts.sum()), dtype=np.int32)
+    out -= np.repeat((np.cumsum(counts) - counts).astype(np.int32), counts)
+    return out
 
 
 def _chunks(items: list[Any], size: int = IN_CHUNK) -> Iterator[list[Any]]:
@@ -505,7 +507,7 @@ class Loader:
             numbers, pos = b.numbers[mask], b.positions[mask]
         table = numpy_table({
             "structure_id": np.repeat(np.asarray(ids, dtype=np.int64), n_new),
-            "atom_index": _atom_index(n_new).astype(np.int32),
+            "atom_index": _atom_index(n_new),
             "Z": numbers.astype(np.int16),
             "x": pos[:, 0], "y": pos[:, 1], "z": pos[:, 2],
         })
@@ -547,7 +549,7 @@ class Loader:
             self.fill_lake_file(lf_id, "reference_forces", numpy_table({
                 "reference_id": np.repeat(np.array([ref_ids[k] for k in with_forces], np.int64), n),
                 "structure_id": np.repeat(np.array([sids[todo[k]] for k in with_forces], np.int64), n),
-                "atom_index": _atom_index(n).astype(np.int32),
+                "atom_index": _atom_index(n),
                 "fx": forces[:, 0], "fy": forces[:, 1], "fz": forces[:, 2],
             }), background=True, level=level_id)
         self.summary.add("references", len(ref_ids))
@@ -850,7 +852,7 @@ def _forces_table(ids: list[int], sids: list[int], forces: list[np.ndarray], *, 
     return numpy_table({
         id_name: np.repeat(np.asarray(ids, dtype=np.int64), n),
         "structure_id": np.repeat(np.asarray(sids, dtype=np.int64), n),
-        "atom_index": _atom_index(n).astype(np.int32),
+        "atom_index": _atom_index(n),
         "fx": stacked[:, 0], "fy": stacked[:, 1], "fz": stacked[:, 2],
     })
 
