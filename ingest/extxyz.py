@@ -9,8 +9,8 @@ Two readers give the same frames (a test proves it on every sample file):
   that either reader can read is read, and an unreadable one is reported by ASE with its frame.
 
 :func:`scan_file` reads the bytes once (it computes the provenance sha256 at the same time) and
-refuses binary data and pathologically long lines with the line number; it runs before parsing,
-or beside it with the parser in another process (:class:`ExtxyzReader`).
+refuses binary data and pathologically long lines with the line number; it runs before parsing
+(in the reader process, for :class:`ExtxyzReader`).
 """
 
 from __future__ import annotations
@@ -127,59 +127,51 @@ class ExtxyzReader:
     Reading (parsing, building batches, hashing structures) is as much work as writing, so it
     runs in a child process (:class:`ingest.prefetch.ReadAhead`) while the loader writes, from
     the moment the reader is made: the CLI makes it before it imports the catalog machinery.
-    Meanwhile a thread of this process checks the bytes (:func:`scan_file`: no binary data, no
-    over-long line) and computes the file's sha256 (hashlib and file reads run outside the GIL).
-    The check comes first in the results: :meth:`check` raises what it found before any batch
-    is taken, and should the parser choke on such a file, it does so in the child process.
-    Structure hashes and descriptions (formula, cell text, ...) are computed by the reader when
+    The child first checks the bytes (:func:`scan_file`: no binary data, no over-long line) and
+    computes the file's sha256, then parses: its first item is the sha256 or the check's error,
+    which :meth:`check` returns or raises before any batch is taken, and the parser never runs
+    on a file the check refuses. (The check ran in a thread of this process before; its bytes
+    searches hold the GIL, so it slowed the catalog imports that it overlapped, while the child
+    has time to spare: it waits for the loader most of the run.) Structure hashes and descriptions (formula, cell text, ...) are computed by the reader when
     the loader is still busy with the previous batch, and otherwise left to the loader
     (:meth:`FrameBatch.identity` and :meth:`FrameBatch.description` compute them on first use):
     whichever side has time does it.
 
     Call :meth:`sha256` (which waits for the check), then iterate for the batches; :meth:`close`
-    ends both helpers.
+    ends the reader.
     """
 
     def __init__(self, path: str | Path, *, keys: LabelKeys = DEFAULT_KEYS,
                  batch_atoms: int = READ_AHEAD_BATCH_ATOMS, mode: str | None = None) -> None:
-        import threading
-
         from ingest.prefetch import ReadAhead
 
         self.path = path_ = str(path)
-        self._scan: list[str | BaseException] = []
-        # the reader first: a process is forked only while this one has no other thread
+        self._sha: str | None = None
         self._stream = ReadAhead(lambda idle: _stream(path_, keys, batch_atoms, idle), mode=mode)
-        self._scan_thread = threading.Thread(target=self._run_scan, name="warehouse-scan",
-                                             daemon=True)
-        self._scan_thread.start()
 
-    def _run_scan(self) -> None:
-        try:
-            self._scan.append(scan_file(self.path))
-        except BaseException as exc:  # noqa: BLE001 - raised by check()
-            self._scan.append(exc)
-
-    def check(self) -> None:
-        """Wait for the byte check; raise what it found (binary data, an over-long line)."""
-        self._scan_thread.join()
-        if isinstance(self._scan[0], BaseException):
-            raise self._scan[0]
-
-    def sha256(self) -> str:
-        self.check()
-        return self._scan[0]  # type: ignore[return-value]
-
-    def __iter__(self) -> ExtxyzReader:
-        return self
-
-    def __next__(self) -> FrameBatch:
+    def _next(self):
         from ingest.prefetch import ReaderDied
 
         try:
             return next(self._stream)
         except ReaderDied as exc:
             raise IngestError(f"cannot read extended XYZ: {exc}", path=self.path) from exc
+
+    def check(self) -> None:
+        """Wait for the byte check; raise what it found (binary data, an over-long line)."""
+        if self._sha is None:
+            self._sha = self._next()  # the reader's first item, or its error
+
+    def sha256(self) -> str:
+        self.check()
+        return self._sha  # type: ignore[return-value]
+
+    def __iter__(self) -> ExtxyzReader:
+        return self
+
+    def __next__(self) -> FrameBatch:
+        self.check()  # the check comes first, whatever the caller asks for first
+        return self._next()
 
     def __enter__(self) -> ExtxyzReader:
         return self
@@ -189,12 +181,13 @@ class ExtxyzReader:
 
     def close(self) -> None:
         self._stream.close()
-        self._scan_thread.join()
 
 
-def _stream(path: str, keys: LabelKeys, batch_atoms: int, consumer_idle) -> Iterator[FrameBatch]:
-    """The reader's side of :class:`ExtxyzReader`: validated batches, hashed here unless the
-    loader waits for them."""
+def _stream(path: str, keys: LabelKeys, batch_atoms: int, consumer_idle) -> Iterator[str | FrameBatch]:
+    """The reader's side of :class:`ExtxyzReader`: the file's sha256 once its bytes are checked
+    (or the check's error), then validated batches, hashed here unless the loader waits for
+    them. The parser never sees a file that the check refuses."""
+    yield scan_file(path)
     for batch in parse_extxyz_batches(path, keys=keys, batch_atoms=batch_atoms):
         if not consumer_idle():
             batch.identity()

@@ -119,17 +119,29 @@ def test_a_reader_process_that_dies_is_reported_not_waited_for() -> None:
 
 # -- the extended XYZ reader ----------------------------------------------------------------------
 
-@linux_only
-def test_binary_data_is_refused_before_any_batch_although_the_parser_runs_beside(tmp_path) -> None:
+@pytest.mark.parametrize("mode", ["process", "thread", "inline"])
+def test_binary_data_is_refused_before_the_parser_sees_it(tmp_path, monkeypatch, mode) -> None:
+    """The byte check runs first in the reader: its error, never the parser's (which could crash
+    on binary data), whichever is asked for first."""
+    if mode == "process" and not sys.platform.startswith("linux"):
+        pytest.skip("the reader process is Linux's")
+    from ingest import extxyz
     from ingest.extxyz import ExtxyzReader
 
+    def parser_must_not_run(*_args, **_kwargs):
+        raise AssertionError("the parser ran on a file the byte check refuses")
+        yield
+
+    monkeypatch.setattr(extxyz, "_parse", parser_must_not_run)  # the forked child has it too
     path = tmp_path / "garbage.xyz"
     write_fcc_xyz(path, 3, reps=2)
     with open(path, "ab") as fh:
         fh.write(b"2\nLattice=\"1 0 0 0 1 0 0 0 1\"\n\x00\x01\x02 garbage\n")
-    with ExtxyzReader(path) as reader, pytest.raises(IngestError, match="NUL byte") as info:
-        reader.sha256()
-    assert str(path) in str(info.value) and "line " in str(info.value)
+    for first in ("sha256", "batches"):
+        with ExtxyzReader(path, mode=mode) as reader, \
+                pytest.raises(IngestError, match="NUL byte") as info:
+            reader.sha256() if first == "sha256" else next(reader)
+        assert str(path) in str(info.value) and "line " in str(info.value)
 
 
 @linux_only
