@@ -119,6 +119,8 @@ class Description:
 
     symbols: list[list[str]]  # sorted element symbols
     counts: list[list[int]]  # atoms of each
+    elements_text: list[str]  # the symbols comma-joined, as the elements column stores them
+    n_elements: list[int]
     formulas: list[str]  # reduced formula
     cell_json: list[JsonText]
     pbc_text: list[str]
@@ -132,7 +134,8 @@ def describe_structures(numbers: np.ndarray, counts: np.ndarray, cells: np.ndarr
     full = pbcs.all(axis=1).tolist()
     volumes = np.abs(det3_batch(cells)).tolist()
     return Description(
-        symbols=symbols, counts=n_each, formulas=formulas, cell_json=cells_json(cells),
+        symbols=symbols, counts=n_each, elements_text=[",".join(e) for e in symbols],
+        n_elements=[len(e) for e in symbols], formulas=formulas, cell_json=cells_json(cells),
         pbc_text=[_PBC_TEXT[k] for k in (pbcs.astype(np.int64) @ np.array([4, 2, 1])).tolist()],
         volumes=[v if f else None for v, f in zip(volumes, full, strict=True)],
     )
