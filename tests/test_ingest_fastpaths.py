@@ -262,3 +262,47 @@ def test_structures_and_predictions_report_progress(wh, tmp_path) -> None:
         calls = []
         ingest(wh, path, progress=lambda s, a: calls.append((s, a)), **kwargs)
         assert calls and tuple(map(sum, zip(*calls))) == (12, 12 * 32)
+
+
+def test_zipped_rows_equal_the_per_structure_loop(wh, tmp_path) -> None:
+    """Members and structures of an all-new batch (zipped columns) are the rows that the
+    per-structure loop writes where a structure repeats: same columns, same values."""
+    from ase.build import bulk
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+    from sqlalchemy import select
+
+    from ingest.api import ingest_structures
+    from warehouse import models as m
+
+    frames = []
+    for k in range(6):
+        a = bulk("CuNi"[2 * (k % 2):2 * (k % 2) + 2], "fcc", a=3.6, cubic=True).repeat((2, 1, 1))
+        a.rattle(0.02, seed=k)
+        a.calc = SinglePointCalculator(a, energy=-float(k), forces=np.zeros((len(a), 3)))
+        a.info["config_type"] = f"t{k % 3}"
+        frames.append(a)
+    write(tmp_path / "new.xyz", frames, format="extxyz")
+    write(tmp_path / "repeat.xyz", [*frames, frames[0]], format="extxyz")  # the loop: a repeat
+    ingest_structures(wh, tmp_path / "new.xyz", dataset="zipped", subset="s", split="train")
+    ingest_structures(wh, tmp_path / "repeat.xyz", dataset="looped", subset="s", split="train")
+    ingest_structures(wh, tmp_path / "new.xyz", dataset="zipped-ctype")
+
+    def members(name: str) -> list[tuple]:
+        with wh.session() as s:
+            ds = s.scalar(select(m.Dataset.id).where(m.Dataset.name == name))
+            rows = s.execute(select(
+                m.DatasetMember.structure_id, m.DatasetMember.split, m.DatasetMember.subset,
+                m.DatasetMember.config_type, m.DatasetMember.weight, m.DatasetMember.source_index,
+            ).where(m.DatasetMember.dataset_id == ds).order_by(m.DatasetMember.source_index))
+            return [tuple(r) for r in rows]
+
+    zipped, looped = members("zipped"), members("looped")
+    assert looped == zipped  # the repeated frame is not a second member
+    assert [r[1:4] for r in zipped] == [("train", "s", f"t{k % 3}") for k in range(6)]
+    assert [r[2] for r in members("zipped-ctype")] == [f"t{k % 3}" for k in range(6)]
+    with wh.session() as s:
+        rows = s.execute(select(m.Structure.formula, m.Structure.elements, m.Structure.n_elements,
+                                m.Structure.n_atoms).order_by(m.Structure.id)).all()
+    assert [tuple(r) for r in rows] == [("Cu" if k % 2 == 0 else "Ni", "Cu" if k % 2 == 0 else "Ni",
+                                         1, 8) for k in range(6)]
