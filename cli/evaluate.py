@@ -40,7 +40,3 @@ def evaluate(
     typer.echo(result.summary.line())
     for note in result.summary.notes:
         typer.echo(f"  {note}")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("evaluate")(evaluate)

@@ -85,7 +85,3 @@ def pareto_cmd(
     if fmt is ParetoFormat.TABLE:
         table = table.drop(columns=["timing_id", "cost_unit", "metric", "datasets"])
     emit(render(readable(table, Format(fmt.value)), Format(fmt.value), digits=4), out)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("pareto")(pareto_cmd)

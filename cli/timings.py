@@ -64,8 +64,3 @@ def ingest_timings_cmd(
         summary = ingest_timings(wh, path, model=model, engine=engine, argv=argv(), overrides={
             "hardware": hardware, "cpu_model": cpu_model, "precision": precision})
     typer.echo(summary.line())
-
-
-def register(app: typer.Typer) -> None:
-    """``warehouse timings`` (``warehouse ingest timings`` is registered by cli.ingest)."""
-    app.command("timings")(timings_cmd)
