@@ -105,25 +105,28 @@ def start_reader(path: Path, fmt: str | None):
 def tune_allocator() -> None:
     """Keep freed memory in the process for reuse (glibc only; elsewhere nothing changes).
 
-    An ingest allocates and frees a few MB of arrays per batch in both processes; glibc
-    returns freed heap above 128 kB to the kernel at once and takes it back on the next batch,
-    page fault by page fault: ~0.3 CPU-s of kernel time for 1.3M atoms (benchmarks/ingest.py).
-    Used by the console script only, for an ingest that ends its process when it is done, so
-    the kept memory is never a long-lived process's. Called before the reader is forked, which
-    inherits the setting.
+    An ingest allocates and frees a few MB of arrays per batch in both processes. By default
+    glibc gives such memory back to the kernel when it is freed (an unmapped block, or a trimmed
+    heap top) and the next batch faults it in again page by page: ~0.3-0.5 CPU-s of kernel
+    time for 1.3M atoms (``benchmarks/ingest.py``; ``WAREHOUSE_TUNE_MALLOC=0`` keeps glibc's
+    defaults, for comparison). Here blocks below 64 MB come from the heap, which is trimmed only
+    above 1 GB free and grows 256 MB at a time (untouched pages cost nothing); peak RSS is the
+    same. Used by the console script only, for an ingest that ends its process when it is done,
+    so the kept memory is never a long-lived process's. Called before the reader is forked,
+    which inherits the setting.
     """
     if os.environ.get("WAREHOUSE_TUNE_MALLOC", "1") == "0":
         return
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc
         return
-    m_trim_threshold, m_top_pad = -1, -2
-    mallopt(m_trim_threshold, 1 << 30)  # return heap to the kernel only above 1 GB free
-    mallopt(m_top_pad, 256 << 20)  # grow the heap 256 MB at a time (untouched pages cost nothing)
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    mallopt(m_mmap_threshold, 64 << 20)
+    mallopt(m_trim_threshold, 1 << 30)
+    mallopt(m_top_pad, 256 << 20)
 
 
 def take(path: str | os.PathLike, fmt: str | None):
