@@ -64,8 +64,10 @@ ID_BLOCK = 4096
 ID_BLOCKS = {"lake_files": 32}
 _COMPLETE_LAKE_FILE = text("UPDATE lake_files SET path = :path, sha256 = :sha256, n_rows = :n_rows,"
                            " n_bytes = :n_bytes WHERE id = :id")
-# the per-structure tables that the batch path writes in bulk
-BULK_TABLES = (m.Structure, m.StructureElement, m.DatasetMember, m.Reference)
+# the tables that the batch path writes in bulk (Loader._rows), lake-file rows included: all of
+# them are COPYed with triggers off in the deferred key-check mode, so all must be checked for
+# triggers of their own (ingest.bulk.key_check_mode)
+BULK_TABLES = (m.LakeFile, m.Structure, m.StructureElement, m.DatasetMember, m.Reference)
 STRESS_COLS = ("stress_xx", "stress_yy", "stress_zz", "stress_yz", "stress_xz", "stress_xy")
 SYMBOLS = np.array(chemical_symbols)
 
