@@ -46,11 +46,13 @@ def _opener(path: str):
 def scan_file(path: str | Path) -> str:
     """Return the file's sha256; refuse NUL bytes and over-long lines, naming the line.
 
-    Uses bytes' memchr-based searches: a block's lines are never split out one by one.
+    Uses bytes' memchr-based searches: a block's lines are never split out one by one, nor
+    counted (counting newlines costs as much as the hash); a refusal counts them up to the
+    offending byte, to name its line.
     """
     path = str(path)
     h = hashlib.sha256()
-    line, run = 1, 0  # line number at the block's start, and how long that line already is
+    offset, run = 0, 0  # the block's offset in the (uncompressed) text; how long its first line already is
     try:
         with open(path, "rb") as raw:
             compressed = path.endswith(".gz")
@@ -59,22 +61,20 @@ def scan_file(path: str | Path) -> str:
                 if not compressed:
                     h.update(block)
                 if (nul := block.find(b"\0")) >= 0:
-                    where = line + block.count(b"\n", 0, nul)
                     raise IngestError("binary data (a NUL byte): not a text file", path=path,
-                                      where=f"line {where}")
+                                      where=f"line {_line_at(path, offset + nul)}")
                 # Every line must end within MAX_LINE_BYTES of its start: from each line start,
                 # jump to the last newline inside that reach (a few jumps per block).
                 start, n = -run, len(block)
                 while start + MAX_LINE_BYTES + 1 <= n:
                     q = block.rfind(b"\n", max(start, 0), start + MAX_LINE_BYTES + 1)
                     if q < 0:
-                        where = line + block.count(b"\n", 0, max(start, 0))
-                        raise IngestError(f"line is longer than {MAX_LINE_BYTES} bytes",
-                                          path=path, where=f"line {where}")
+                        raise IngestError(f"line is longer than {MAX_LINE_BYTES} bytes", path=path,
+                                          where=f"line {_line_at(path, offset + max(start, 0))}")
                     start = q + 1
                 start = max(start, block.rfind(b"\n") + 1)
                 run = n - start
-                line += block.count(b"\n")
+                offset += n
             if compressed:
                 raw.seek(0)
                 while block := raw.read(_SCAN_BLOCK):
@@ -84,6 +84,16 @@ def scan_file(path: str | Path) -> str:
             raise
         raise IngestError(f"cannot read ({exc})", path=path) from exc
     return h.hexdigest()
+
+
+def _line_at(path: str, offset: int) -> int:
+    """The line number (from 1) of the byte at ``offset`` of the file's (uncompressed) text."""
+    line = 1
+    with _opener(path)(path, "rb") as src:
+        while offset > 0 and (block := src.read(min(_SCAN_BLOCK, offset))):
+            line += block.count(b"\n")
+            offset -= len(block)
+    return line
 
 
 def parse_extxyz(

@@ -306,3 +306,33 @@ def test_zipped_rows_equal_the_per_structure_loop(wh, tmp_path) -> None:
                                 m.Structure.n_atoms).order_by(m.Structure.id)).all()
     assert [tuple(r) for r in rows] == [("Cu" if k % 2 == 0 else "Ni", "Cu" if k % 2 == 0 else "Ni",
                                          1, 8) for k in range(6)]
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("bad", ["nul", "long-line"])
+def test_scan_names_the_line_across_block_boundaries(tmp_path, monkeypatch, bad, gz) -> None:
+    """The byte check counts lines only once it refuses: the line it names is the one a
+    line-by-line count gives, wherever the bad byte falls among the read blocks."""
+    import gzip
+
+    from ingest import extxyz
+    from warehouse.errors import IngestError
+
+    monkeypatch.setattr(extxyz, "_SCAN_BLOCK", 64)  # many blocks, lines straddling them
+    monkeypatch.setattr(extxyz, "MAX_LINE_BYTES", 100)
+    lines = [f"line {i} " + "x" * (i % 37) for i in range(1, 200)]
+    bad_line = 123
+    lines[bad_line - 1] = "abc\0def" if bad == "nul" else "y" * 150
+    text = ("\n".join(lines) + "\n").encode()
+    path = tmp_path / ("f.xyz.gz" if gz else "f.xyz")
+    path.write_bytes(gzip.compress(text) if gz else text)
+    with pytest.raises(IngestError, match=rf"line {bad_line}\b"):
+        extxyz.scan_file(path)
+    # a good file of the same shape passes and gives the sha256 of the file's bytes
+    lines[bad_line - 1] = "fine"
+    good = ("\n".join(lines) + "\n").encode()
+    path.write_bytes(gzip.compress(good) if gz else good)
+    import hashlib
+
+    assert extxyz.scan_file(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+
