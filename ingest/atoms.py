@@ -8,6 +8,7 @@ VASP, ase.db), then per-frame keys and per-atom arrays under the names other pro
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,10 +16,16 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers
 
-from warehouse.geometry import det3
-from warehouse.records import Frame, FrameBatch, Labels
 from warehouse.errors import IngestError
-from warehouse.units import ase_stress_to_gpa, virial_to_stress_gpa
+from warehouse.geometry import det3, det3_batch
+from warehouse.records import Frame, FrameBatch, Labels
+from warehouse.units import (
+    ase_stress_to_gpa,
+    ase_stress_to_gpa_rows,
+    virial_to_stress_gpa,
+    virial_to_stress_gpa_rows,
+    voigt_rows,
+)
 
 ENERGY_KEYS = ("energy", "Energy", "total_energy", "dft_energy", "REF_energy")
 FORCE_ARRAYS = ("forces", "force", "Forces", "dft_forces", "REF_forces")
@@ -89,6 +96,60 @@ def _float(value: Any, what: str) -> float:
         raise ValueError(f"{what} is not a number ({value!r})") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class LabelSources:
+    """Where each label of a frame is: ``(mapping, key)`` with mapping ``"results"``, ``"info"``
+    or ``"arrays"``, or None; ``missing`` is the first required key absent, if any. Depends only
+    on which keys are present, so frames with the same keys share one (see
+    :func:`batch_from_dicts`)."""
+
+    energy: tuple[str, str] | None
+    free_energy: tuple[str, str] | None
+    forces: tuple[str, str] | None
+    stress: tuple[str, str] | None
+    virial: tuple[str, str] | None  # looked for only where there is no stress
+    missing: str | None
+
+
+def _first_key(where: dict[str, str], names: tuple[str, ...]) -> tuple[str, str] | None:
+    """``(where[k], k)`` for the first of ``names`` in ``where``; exact spelling first, then any
+    case (as :func:`_first`)."""
+    for name in names:
+        if name in where:
+            return where[name], name
+    lowered = {k.lower(): k for k in where}
+    for name in names:
+        k = lowered.get(name.lower())
+        if k is not None:
+            return where[k], k
+    return None
+
+
+def label_sources(results: Iterable[str], info: Iterable[str], arrays: Iterable[str],
+                  keys: LabelKeys = DEFAULT_KEYS) -> LabelSources:
+    """Which of the keys present in a calculator's ``results``, the per-frame ``info`` and the
+    per-atom ``arrays`` give energy, free energy, forces and stress (or a virial): results
+    first unless ``keys.calc_first`` is false (then they count as info keys and arrays)."""
+    res = set(results)
+    in_info = dict.fromkeys(info, "info")
+    in_arrays = dict.fromkeys(arrays, "arrays")
+    if not keys.calc_first and res:
+        in_info.update((k, "results") for k in results if k != "forces")
+        if "forces" in res:
+            in_arrays["forces"] = "results"
+        res = set()
+    missing = next((n for n in keys.required if n not in in_info and n not in in_arrays), None)
+    stress = ("results", "stress") if "stress" in res else _first_key(in_info, keys.stress)
+    return LabelSources(
+        energy=("results", "energy") if "energy" in res else _first_key(in_info, keys.energy),
+        free_energy=("results", "free_energy") if "free_energy" in res else None,
+        forces=("results", "forces") if "forces" in res else _first_key(in_arrays, keys.forces),
+        stress=stress,
+        virial=None if stress is not None else _first_key(in_info, keys.virial),
+        missing=missing,
+    )
+
+
 def labels_from_mappings(
     results: dict[str, Any],
     info: dict[str, Any],
@@ -97,44 +158,37 @@ def labels_from_mappings(
     keys: LabelKeys = DEFAULT_KEYS,
 ) -> Labels:
     """Energy, forces and stress in warehouse units from a calculator's ``results`` (looked at
-    first), per-frame ``info`` keys and per-atom ``arrays``.
+    first), per-frame ``info`` keys and per-atom ``arrays``; a key whose value is None counts
+    as absent (:func:`label_sources` says where each label is).
 
     Stress keys are ASE's convention (eV/Å^3, positive = tensile, 3x3 or Voigt); virial keys are
     the total virial in eV (GPUMD: 9 components; 6 are read in Voigt order xx yy zz yz xz xy),
     converted by ``sigma = -W / V``.
     """
-    if not keys.calc_first and results:
-        info = {**info, **{k: v for k, v in results.items() if k != "forces"}}
-        arrays = {**arrays, **({"forces": results["forces"]} if "forces" in results else {})}
-        results = {}
-    for name in keys.required:
-        if name not in info and name not in arrays:
-            have = ", ".join(sorted({*info, *arrays})) or "nothing"
-            raise ValueError(f"has no key {name!r} (it has: {have})")
-    energy_keys, force_keys = keys.energy, keys.forces
-    stress_keys, virial_keys = keys.stress, keys.virial
+    present = {"results": {k: v for k, v in results.items() if v is not None},
+               "info": {k: v for k, v in info.items() if v is not None},
+               "arrays": {k: v for k, v in arrays.items() if v is not None}}
+    src = label_sources(present["results"], present["info"], present["arrays"], keys)
+    if src.missing is not None:
+        have = ", ".join(sorted({*info, *arrays, *(results if not keys.calc_first else ())}))
+        raise ValueError(f"has no key {src.missing!r} (it has: {have or 'nothing'})")
+
+    def value(where: tuple[str, str] | None) -> Any:
+        return None if where is None else present[where[0]][where[1]]
+
     labels = Labels()
-    energy = results.get("energy")
-    if energy is None:
-        _, energy = _first(info, energy_keys)
+    energy = value(src.energy)
     labels.energy = None if energy is None else _float(energy, "energy")
-    if results.get("free_energy") is not None:
-        labels.free_energy = _float(results["free_energy"], "free_energy")
-    forces = results.get("forces")
-    if forces is None:
-        _, forces = _first(arrays, force_keys)
+    if src.free_energy is not None:
+        labels.free_energy = _float(value(src.free_energy), "free_energy")
+    forces = value(src.forces)
     labels.forces = None if forces is None else np.asarray(forces, dtype=np.float64)
-    stress = results.get("stress")
-    if stress is None:
-        _, stress = _first(info, stress_keys)
-    if stress is not None:
-        labels.stress = ase_stress_to_gpa(np.asarray(stress, dtype=np.float64))
-    else:
-        _, virial = _first(info, virial_keys)
-        if virial is not None:
-            if not volume:
-                raise ValueError("a virial needs a periodic cell with a volume")
-            labels.stress = virial_to_stress_gpa(np.asarray(virial, dtype=np.float64), volume)
+    if src.stress is not None:
+        labels.stress = ase_stress_to_gpa(np.asarray(value(src.stress), dtype=np.float64))
+    elif src.virial is not None:
+        if not volume:
+            raise ValueError("a virial needs a periodic cell with a volume")
+        labels.stress = virial_to_stress_gpa(np.asarray(value(src.virial), dtype=np.float64), volume)
     return labels
 
 
@@ -259,6 +313,8 @@ def batch_from_dicts(raw: list[tuple[int, int, dict[str, Any], dict[str, Any]]],
     once for the whole batch. The first invalid frame is then explained by :func:`validate_frame`,
     so the errors are those of the frame-by-frame path.
     """
+    if raw and (batch := _batch_by_plan(raw, path, keys)) is not None:
+        return batch
     cells, pbcs, positions, labels, ctypes, weights, species = [], [], [], [], [], [], []
     for index, natoms, info, arrays in raw:
         try:
@@ -294,6 +350,125 @@ def batch_from_dicts(raw: list[tuple[int, int, dict[str, Any], dict[str, Any]]],
         forces=np.concatenate(forces).astype(np.float64, copy=False), has_forces=has_forces,
         config_type=ctypes, weight=weights,
     )
+    return validate_batch(batch, path)
+
+
+# Info keys that ASE turns into calculator results (read as such by _dict_parts), in its order.
+_RESULT_INFO_KEYS = ("energy", "free_energy", "stress")
+
+
+@dataclass(frozen=True, slots=True)
+class _DictPlan:
+    """Where :func:`_dict_parts` finds each part of a C-parser frame with given info and array
+    keys: the same for every frame with those keys."""
+
+    lattice: bool
+    pbc: bool
+    positions: str
+    labels: LabelSources
+    config_type: str | None
+    weight: str | None
+
+
+def _dict_plan(info: tuple[str, ...], arrays: tuple[str, ...], keys: LabelKeys) -> _DictPlan | None:
+    """The plan of :func:`_dict_parts` for frames with these keys; None where a frame needs the
+    frame-by-frame path (a Z column, no species or positions, a required key missing)."""
+    if "Z" in arrays or "species" not in arrays:
+        return None
+    positions = "pos" if "pos" in arrays else "positions" if "positions" in arrays else None
+    if positions is None:
+        return None
+    rest = tuple(k for k in info if k not in ("Lattice", "pbc", *_RESULT_INFO_KEYS))
+    results = [k for k in _RESULT_INFO_KEYS if k in info] + (["forces"] if "forces" in arrays else [])
+    labels = label_sources(results, rest, arrays, keys)
+    if labels.missing is not None:
+        return None
+    in_rest = dict.fromkeys(rest, "info")
+    ctype, weight = _first_key(in_rest, ("config_type",)), _first_key(in_rest, ("weight",))
+    return _DictPlan(lattice="Lattice" in info, pbc="pbc" in info, positions=positions,
+                     labels=labels, config_type=ctype and ctype[1], weight=weight and weight[1])
+
+
+def _batch_by_plan(raw: list[tuple[int, int, dict[str, Any], dict[str, Any]]], path: str,
+                   keys: LabelKeys) -> FrameBatch | None:
+    """:func:`batch_from_dicts` for a batch whose frames all read the same way (the usual case:
+    the same keys, or other keys that change nothing, such as ``initial_magmoms``): each part read for all frames at once, converted as one array (same operations, so
+    the same values as frame by frame). None where anything differs from the plain case (keys,
+    shapes, a value that does not convert): the frame-by-frame path then reads or explains it.
+
+    Values are looked up by key name only: the C parser never gives None for a key it read.
+    """
+    plans: dict[tuple, _DictPlan | None] = {}  # by the frames' keys (a few kinds per file)
+    for _, _, info, arrays in raw:
+        sig = (tuple(info), tuple(arrays))
+        if sig not in plans:
+            plans[sig] = _dict_plan(*sig, keys)
+    plan = next(iter(plans.values()))
+    if plan is None or any(other != plan for other in plans.values()):
+        return None
+    infos = [r[2] for r in raw]
+    arrays = [r[3] for r in raw]
+    n_frames = len(raw)
+    try:
+        species = [a["species"] for a in arrays]
+        n = [len(s) for s in species]
+        positions = [a[plan.positions] for a in arrays]
+        forces_key = plan.labels.forces[1] if plan.labels.forces is not None else None
+        forces = [a[forces_key] for a in arrays] if forces_key is not None else None
+        if ([getattr(s, "shape", None) for s in species] != [(k,) for k in n]
+                or [getattr(p, "shape", None) for p in positions] != [(k, 3) for k in n]
+                or (forces is not None
+                    and [getattr(f, "shape", None) for f in forces] != [(k, 3) for k in n])):
+            return None
+        if plan.lattice:
+            lattices = np.array([i["Lattice"] for i in infos], dtype=np.float64)
+            if lattices.shape != (n_frames, 3, 3):
+                return None
+            cells = np.ascontiguousarray(lattices.transpose(0, 2, 1))
+        else:
+            cells = np.zeros((n_frames, 3, 3))
+        if plan.pbc:
+            pbcs = np.array([i["pbc"] for i in infos], dtype=np.bool_)
+            if pbcs.shape != (n_frames, 3):
+                return None
+        else:
+            pbcs = np.full((n_frames, 3), plan.lattice)
+        src = plan.labels
+        energy = ([float(i[src.energy[1]]) for i in infos] if src.energy is not None
+                  else [None] * n_frames)
+        free_energy = ([float(i[src.free_energy[1]]) for i in infos]
+                       if src.free_energy is not None else [None] * n_frames)
+        stress: list[np.ndarray | None] = [None] * n_frames
+        if src.stress is not None or src.virial is not None:
+            key = (src.stress or src.virial)[1]
+            voigt = voigt_rows(np.array([i[key] for i in infos], dtype=np.float64))
+            if voigt is None:
+                return None
+            if src.stress is not None:
+                gpa = ase_stress_to_gpa_rows(voigt)
+            else:
+                volumes = np.abs(det3_batch(cells))
+                if not volumes.all():
+                    return None  # a virial needs a volume: the frame path names the frame
+                gpa = virial_to_stress_gpa_rows(voigt, volumes)
+            stress = list(gpa)
+        ctypes = ([str(i[plan.config_type]) for i in infos] if plan.config_type is not None
+                  else [None] * n_frames)
+        weights = ([float(i[plan.weight]) for i in infos] if plan.weight is not None
+                   else [None] * n_frames)
+        numbers = _batch_numbers(species, raw, path, keys)
+        counts = np.asarray(n, dtype=np.int64)
+        batch = FrameBatch(
+            counts=counts, numbers=numbers,
+            positions=np.concatenate(positions).astype(np.float64, copy=False),
+            cells=cells, pbcs=pbcs, index=[r[0] for r in raw], energy=energy,
+            free_energy=free_energy, stress=stress,
+            forces=(np.concatenate(forces).astype(np.float64, copy=False) if forces is not None
+                    else np.zeros((int(counts.sum()), 3))),
+            has_forces=np.full(n_frames, forces is not None), config_type=ctypes, weight=weights,
+        )
+    except (TypeError, ValueError, KeyError, IngestError):
+        return None
     return validate_batch(batch, path)
 
 
@@ -342,15 +517,31 @@ def validate_batch(batch: FrameBatch, path: str) -> FrameBatch:
         with np.errstate(invalid="ignore"):
             degenerate = ((lengths < 1e-8) & p).any(axis=1) | ~(np.abs(det) >= 1e-8)
         bad |= periodic & degenerate
-    for i, (e, s) in enumerate(zip(batch.energy, batch.stress, strict=True)):
-        if (e is not None and not math.isfinite(e)) or (
-                s is not None and (s.shape != (6,) or not np.isfinite(s).all())):
-            bad[i] = True
+    if not _labels_look_finite(batch):
+        for i, (e, s) in enumerate(zip(batch.energy, batch.stress, strict=True)):
+            if (e is not None and not math.isfinite(e)) or (
+                    s is not None and (s.shape != (6,) or not np.isfinite(s).all())):
+                bad[i] = True
     if bad.any():
         i = int(np.argmax(bad))
         validate_frame(batch.frame(i), path)
         raise IngestError("invalid frame", path=path, where=f"frame {batch.index[i]}")
     return batch
+
+
+def _labels_look_finite(batch: FrameBatch) -> bool:
+    """Every energy finite and every stress six finite numbers, checked for the whole batch at
+    once; False sends :func:`validate_batch` through the frames one by one to find which."""
+    if not all(math.isfinite(e) for e in batch.energy if e is not None):
+        return False
+    stresses = [s for s in batch.stress if s is not None]
+    if not stresses:
+        return True
+    try:
+        rows = np.stack(stresses)
+    except ValueError:  # shapes differ
+        return False
+    return rows.shape[1:] == (6,) and bool(np.isfinite(rows).all())
 
 
 def validate_frame(frame: Frame, path: str) -> Frame:

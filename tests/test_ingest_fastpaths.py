@@ -336,3 +336,104 @@ def test_scan_names_the_line_across_block_boundaries(tmp_path, monkeypatch, bad,
 
     assert extxyz.scan_file(path) == hashlib.sha256(path.read_bytes()).hexdigest()
 
+
+def _xyz_frames(n_frames: int, header, *, arrays: str = "species:S:1:pos:R:3:forces:R:3",
+                seed: int = 3) -> str:
+    """Extended XYZ text of ``n_frames`` small frames; ``header(k, rng)`` gives frame k's keys
+    besides Properties (a string), ``arrays`` its Properties."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n_frames):
+        n = 2 + k % 3
+        cols = arrays.split(":")
+        out.append(f"{n}\n{header(k, rng)} Properties={arrays}\n")
+        for _ in range(n):
+            row = ["Cu" if rng.random() < 0.5 else "Ni"]
+            for name, kind, width in zip(cols[3::3], cols[4::3], cols[5::3], strict=True):
+                if kind == "R":
+                    row += [f"{x:.6f}" for x in rng.normal(size=int(width))]
+            out.append(" ".join(row) + "\n")
+    return "".join(out)
+
+
+def _lattice(rng) -> str:
+    cell = np.diag([4.0, 4.1, 4.2]) + 0.1 * rng.normal(size=(3, 3))
+    return 'Lattice="' + " ".join(f"{x:.6f}" for x in cell.reshape(-1)) + '"'
+
+
+def _nine(rng) -> str:
+    return '"' + " ".join(f"{x:.6f}" for x in rng.normal(size=9)) + '"'
+
+
+_HEADERS = {
+    "ase": (lambda k, r: f"{_lattice(r)} energy={r.normal():.6f} stress={_nine(r)} "
+                         f"config_type=c{k % 3} pbc=\"T T T\"", "species:S:1:pos:R:3:forces:R:3"),
+    "gpumd-capitalised": (lambda k, r: f"{_lattice(r)} Energy={r.normal():.6f} Virial={_nine(r)} "
+                                       f"weight={1 + k % 2} config_type=g", "species:S:1:pos:R:3:force:R:3"),
+    "virial-6": (lambda k, r: f'{_lattice(r)} energy={r.normal():.6f} '
+                              f'virial="{" ".join(f"{x:.5f}" for x in r.normal(size=6))}"',
+                 "species:S:1:pos:R:3:forces:R:3"),
+    "stress-voigt": (lambda k, r: f'{_lattice(r)} energy={r.normal():.6f} '
+                                  f'stress="{" ".join(f"{x:.5f}" for x in r.normal(size=6))}"',
+                     "species:S:1:pos:R:3:forces:R:3"),
+    "unlabelled-molecules": (lambda k, r: "name=x", "species:S:1:pos:R:3"),
+    "slab": (lambda k, r: f'{_lattice(r)} energy={r.normal():.6f} pbc="T T F"',
+             "species:S:1:pos:R:3:forces:R:3"),
+    "mixed-arrays": (lambda k, r: f"{_lattice(r)} energy={r.normal():.6f}",
+                     "species:S:1:pos:R:3:forces:R:3"),
+    "predictions": (lambda k, r: f"{_lattice(r)} energy={r.normal():.6f} energy_pred={r.normal():.6f} "
+                                 f"stress={_nine(r)}", "species:S:1:pos:R:3:forces:R:3:forces_pred:R:3"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(_HEADERS))
+def test_batches_read_by_plan_equal_the_frame_by_frame_build(variant, tmp_path, monkeypatch) -> None:
+    """A batch whose frames read the same way is built for all frames at once: the same
+    arrays, bit for bit, as the frame-by-frame build (which stays for everything else)."""
+    from ingest import atoms
+    from ingest.extxyz import _iter_c
+
+    header, arrays = _HEADERS[variant]
+    text = _xyz_frames(12, header, arrays=arrays)
+    if variant == "mixed-arrays":  # some frames carry an extra per-atom column, as ASE writes Ni
+        text += _xyz_frames(5, header, arrays=arrays + ":initial_magmoms:R:1", seed=4)
+    path = tmp_path / "f.xyz"
+    path.write_text(text)
+    raw = [(i, *frame) for i, frame in enumerate(_iter_c(str(path), {"complete": True}))]
+    keys = atoms.PREDICTION_KEYS if variant == "predictions" else atoms.DEFAULT_KEYS
+    planned = atoms._batch_by_plan(raw, str(path), keys)
+    assert planned is not None, "the plan should read this batch"
+    monkeypatch.setattr(atoms, "_batch_by_plan", lambda *a: None)
+    framewise = atoms.batch_from_dicts(raw, str(path), keys)
+    for name in ("counts", "numbers", "positions", "cells", "pbcs", "forces", "has_forces"):
+        a, b = getattr(planned, name), getattr(framewise, name)
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), name
+    for name in ("index", "energy", "free_energy", "config_type", "weight"):
+        assert getattr(planned, name) == getattr(framewise, name), name
+    assert [None if s is None else s.tobytes() for s in planned.stress] == \
+        [None if s is None else s.tobytes() for s in framewise.stress]
+
+
+@pytest.mark.parametrize("case", ["bad-energy", "virial-without-cell", "missing-required"])
+def test_a_batch_the_plan_cannot_read_gets_the_frame_by_frame_error(case, tmp_path) -> None:
+    """Where a value does not convert (or a label cannot be computed), the frame-by-frame
+    build explains it: the same error, naming the same frame."""
+    from ingest import atoms
+    from ingest.extxyz import _iter_c
+    from warehouse.errors import IngestError
+
+    if case == "bad-energy":
+        text = _xyz_frames(6, lambda k, r: f"{_lattice(r)} energy={'abc' if k == 4 else '1.5'}")
+    elif case == "virial-without-cell":
+        text = _xyz_frames(6, lambda k, r: f"energy=1.0 virial={_nine(r)}")
+    else:
+        text = _xyz_frames(6, lambda k, r: f"{_lattice(r)} energy=1.0")
+    path = tmp_path / "f.xyz"
+    path.write_text(text)
+    raw = [(i, *frame) for i, frame in enumerate(_iter_c(str(path), {"complete": True}))]
+    keys = atoms.prediction_keys(forces="forces_pred") if case == "missing-required" else atoms.DEFAULT_KEYS
+    assert atoms._batch_by_plan(raw, str(path), keys) is None
+    with pytest.raises(IngestError) as err:
+        atoms.batch_from_dicts(raw, str(path), keys)
+    frame = {"bad-energy": 4, "virial-without-cell": 0, "missing-required": 0}[case]
+    assert f"frame {frame}" in str(err.value) and str(path) in str(err.value)

@@ -48,6 +48,29 @@ def virial_to_stress_gpa(virial: NDArray[np.float64], volume: float) -> NDArray[
     return -w / volume * EV_PER_A3_TO_GPA
 
 
+def voigt_rows(tensors: NDArray[np.float64]) -> NDArray[np.float64] | None:
+    """(F, 6) Voigt rows of F tensors given as (F, 6), (F, 9) or (F, 3, 3), as
+    :func:`full_to_voigt` picks them; None for any other shape."""
+    t = np.asarray(tensors, dtype=np.float64)
+    if t.ndim == 2 and t.shape[1] == 6:
+        return t
+    if t.shape[1:] in ((9,), (3, 3)):
+        return t.reshape(len(t), 9)[:, _VOIGT_FLAT]
+    return None
+
+
+def ase_stress_to_gpa_rows(voigt: NDArray[np.float64]) -> NDArray[np.float64]:
+    """:func:`ase_stress_to_gpa` of (F, 6) Voigt rows (the same operation, so the same bits)."""
+    return voigt * EV_PER_A3_TO_GPA
+
+
+def virial_to_stress_gpa_rows(voigt: NDArray[np.float64],
+                              volumes: NDArray[np.float64]) -> NDArray[np.float64]:
+    """:func:`virial_to_stress_gpa` of (F, 6) Voigt rows and their (F,) volumes (the same
+    operations in the same order, so the same bits)."""
+    return -voigt / volumes[:, None] * EV_PER_A3_TO_GPA
+
+
 def gpumd_voigt_to_ase_order(values: NDArray[np.float64]) -> NDArray[np.float64]:
     """GPUMD ``.out`` files order 6 components as xx yy zz xy yz zx; ours is xx yy zz yz xz xy."""
     v = np.asarray(values, dtype=np.float64)
