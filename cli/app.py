@@ -11,7 +11,6 @@ name) gets every command, so help texts and error messages are those of the full
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from typing import Annotated
 
@@ -160,40 +159,3 @@ def main() -> None:
 
     early.start(sys.argv[1:])  # an ingest's file is read while the command line is built
     build(command_name(sys.argv[1:]))()
-
-
-def console() -> None:
-    """The ``warehouse`` console script: :func:`main`, then, after ``ingest structures``, an
-    immediate exit.
-
-    When that command returns, its transaction is committed or undone, its connections, lake
-    files and reader process are closed, and its failure (if any) is recorded; what remains is
-    the interpreter's teardown, freeing its objects one by one: ~0.2 s after 1.3M atoms, 8 % of
-    the ingest. Output is flushed first. Other commands end normally (a file object that one of
-    them left open is flushed by that teardown).
-    """
-    from cli import early
-
-    if early.guess_path(sys.argv[1:]) is not None:
-        early.tune_allocator()
-    try:
-        main()
-    except SystemExit as exc:
-        if early.guess_path(sys.argv[1:]) is None:
-            raise
-        _leave(exc.code)
-
-
-def _leave(code: object) -> None:
-    if code is None:
-        code = 0
-    elif not isinstance(code, int):
-        sys.stderr.write(f"{code}\n")
-        code = 1
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe: nothing more can be said there
-            pass
-    os._exit(code)
-

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 from pathlib import Path
 
 # Options (of the root command and of `ingest structures`) that take a value: anything else
@@ -75,9 +76,10 @@ def guess_path(args: list[str]) -> tuple[str, str | None] | None:
 
 
 def start(args: list[str]) -> None:
-    """Start the reader of the extended XYZ file that ``args`` would ingest, if any."""
+    """Start the reader of the extended XYZ file that ``args`` would ingest, if any (and if
+    none was started yet: :func:`console` starts it before :func:`cli.app.main` would)."""
     guess = guess_path(args)
-    if guess is None:
+    if guess is None or "reader" in _started:
         return
     reader = start_reader(Path(guess[0]), guess[1])
     if reader is not None:
@@ -150,3 +152,43 @@ def _close() -> None:
     reader = _started.pop("reader", None)
     if reader is not None:
         reader.close()
+
+
+def console() -> None:
+    """The ``warehouse`` console script: :func:`cli.app.main`, with a head start and a quick
+    exit for ``ingest structures``.
+
+    For that command the allocator is tuned and the file's reader started first, before typer
+    and the command line are imported (~50 ms that the reader would otherwise wait). When the
+    command returns, its transaction is committed or undone, its connections, lake files and
+    reader process are closed, and its failure (if any) is recorded; what remains is the
+    interpreter's teardown, freeing its objects one by one: ~0.2 s after 1.3M atoms, 8 % of
+    the ingest, so the process leaves at once (output flushed first). Other commands start
+    and end normally (a file object that one of them left open is flushed by that teardown).
+    """
+    ingest = guess_path(sys.argv[1:]) is not None
+    if ingest:
+        tune_allocator()
+        start(sys.argv[1:])
+    from cli.app import main
+
+    try:
+        main()
+    except SystemExit as exc:
+        if not ingest:
+            raise
+        _leave(exc.code)
+
+
+def _leave(code: object) -> None:
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        sys.stderr.write(f"{code}\n")
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be said there
+            pass
+    os._exit(code)

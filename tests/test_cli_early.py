@@ -98,7 +98,7 @@ def _alive(pid: int) -> bool:
 
 
 def _console(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from cli.app import console; console()", *args],
+    return subprocess.run([sys.executable, "-c", "from cli.early import console; console()", *args],
                           capture_output=True, text=True, timeout=120)
 
 
@@ -118,3 +118,20 @@ def test_the_console_script_ends_an_ingest_at_once_with_everything_closed(tmp_pa
     assert res.returncode != 0 and str(bad) in res.stderr and res.stderr.startswith("Error: ")
     res = _console(*where, "runs")  # another command: the normal way out
     assert res.returncode == 0 and "failed" in res.stdout and "ok" in res.stdout
+
+
+@linux_only
+def test_the_reader_starts_before_the_catalog_machinery_is_imported(tmp_path) -> None:
+    """What a reader process inherits is all that runs before it starts: no SQLAlchemy, and not
+    importlib.metadata (the package version is read when provenance needs it)."""
+    path = tmp_path / "a.xyz"
+    write_fcc_xyz(path, n_frames=2)
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom cli import early\n"
+        f"reader = early.start_reader(Path({str(path)!r}), None)\n"
+        "print(sorted(m for m in ('sqlalchemy', 'importlib.metadata', 'pyarrow', 'pandas')"
+        " if m in sys.modules))\n"
+        "reader.close()\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "[]", res.stdout + res.stderr
