@@ -4,9 +4,12 @@ An ingest alternates between reading (the C parser, building batch columns, hash
 (catalog rows, Parquet). Both are mostly Python holding the GIL, so a reader *thread* overlaps
 them poorly: measured on 2 cores, it also slowed sqlite3's executemany about 3x, which gives the
 GIL up and waits to get it back for every row. :class:`ReadAhead` therefore runs the reader in a
-forked child process and receives its batches (pickled numpy arrays: pickling, the pipe and
-unpickling cost ~5 % of the ingest's CPU) over a pipe. The child holds at most a few batches
-ready (``CHILD_QUEUE``), so memory stays bounded.
+forked child process and receives its batches over a pipe: each message is pickled with its
+numpy arrays out of band (pickle protocol 5), the arrays' bytes written to the pipe straight
+from their buffers and read into fresh ones (``_send``/``_recv``), which halves the CPU time of
+the hand-over (~0.4 -> ~0.2 CPU-s for 1.3M atoms, both processes together) against
+``Connection.send``, which copies every array into the pickle and out again. The child holds
+at most a few batches ready (``CHILD_QUEUE``), so memory stays bounded.
 
 The child is forked before it reads anything and never touches what it inherited (the catalog
 connection, the lake); it ignores Ctrl-C (the parent handles it, then ends the child) and leaves
@@ -116,7 +119,7 @@ class ReadAhead(Generic[T]):
     def _receive(self) -> Iterator[T]:
         while True:
             try:
-                tag, payload = self._recv.recv()
+                tag, payload = _recv(self._recv)
             except EOFError:
                 self._child.join()
                 raise ReaderDied(self._child.exitcode) from None
@@ -159,16 +162,42 @@ def _child_main(produce: Callable[[], Iterable[T]], send_end) -> None:
             # produced in a thread, sent from this one: the producer runs on while a send waits
             # for the parent to read (a pipe holds less than one item)
             for item in prefetch(produce(), depth=CHILD_QUEUE):
-                send_end.send(("item", item))
-            send_end.send(("end", None))
+                _send(send_end, ("item", item))
+            _send(send_end, ("end", None))
         except (BrokenPipeError, ConnectionResetError):
             code = 1  # the parent stopped reading: nothing more to do
         except BaseException as exc:  # noqa: BLE001 - handed to the parent, raised there
-            send_end.send(("error", _portable(exc)))
+            _send(send_end, ("error", _portable(exc)))
     except BaseException:  # noqa: BLE001 - cannot even report: the parent sees EOF
         code = 1
     finally:
         os._exit(code)  # no atexit handlers, no finalisers of inherited connections
+
+
+def _send(conn, message: object) -> None:
+    """Send ``message`` with its buffers (numpy arrays) out of band: the pickle of the rest and
+    the buffers' sizes, then each buffer's bytes as they are in memory."""
+    buffers: list[pickle.PickleBuffer] = []
+    head = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
+    raws = [b.raw() for b in buffers]
+    conn.send_bytes(pickle.dumps((head, [r.nbytes for r in raws]), protocol=5))
+    for raw in raws:
+        conn.send_bytes(raw)
+
+
+def _recv(conn) -> object:
+    """A message sent by :func:`_send`, its arrays in fresh writable buffers; EOFError if the
+    sender is gone (also part-way through a message)."""
+    head, sizes = pickle.loads(conn.recv_bytes())
+    buffers = []
+    for n in sizes:
+        buf = bytearray(n)
+        if n and conn.recv_bytes_into(buf) != n:
+            raise EOFError("short buffer")
+        elif not n:
+            conn.recv_bytes()
+        buffers.append(buf)
+    return pickle.loads(head, buffers=buffers)
 
 
 def _portable(exc: BaseException) -> BaseException:
