@@ -6,9 +6,10 @@ them poorly: measured on 2 cores, it also slowed sqlite3's executemany about 3x,
 GIL up and waits to get it back for every row. :class:`ReadAhead` therefore runs the reader in a
 forked child process and receives its batches over a pipe: each message is pickled with its
 numpy arrays out of band (pickle protocol 5), the arrays' bytes written to the pipe straight
-from their buffers and read into fresh ones (``_send``/``_recv``), which halves the CPU time of
-the hand-over (~0.4 -> ~0.2 CPU-s for 1.3M atoms, both processes together) against
-``Connection.send``, which copies every array into the pickle and out again. The child holds
+from their buffers into a plain pipe and read from it into fresh ones (``_send``/``_recv``),
+which halves the CPU time of the hand-over (~0.4 -> ~0.2 CPU-s for 1.3M atoms, both processes
+together) against multiprocessing's ``Connection``, which copies every array into the pickle
+and out again, and each received message through a BytesIO. The child holds
 at most a few batches ready (``CHILD_QUEUE``), so memory stays bounded.
 
 The child is forked before it reads anything and never touches what it inherited (the catalog
@@ -20,10 +21,12 @@ through ``os._exit``, so nothing inherited is closed or flushed twice. Where for
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import queue
 import signal
+import struct
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -73,11 +76,14 @@ class ReadAhead(Generic[T]):
             # leave to the consumer (see ingest.extxyz.ExtxyzReader)
             waiting = ctx.Value("b", 0, lock=False)
             self._set_waiting = lambda on: setattr(waiting, "value", int(on))
-            self._recv, send_end = ctx.Pipe(duplex=False)
-            _widen_pipe(send_end.fileno())
-            self._child = ctx.Process(target=_child_main,
-                                      args=(lambda: produce(lambda: bool(waiting.value)), send_end),
-                                      name="warehouse-reader", daemon=True)
+            read_fd, write_fd = os.pipe()
+            _widen_pipe(write_fd)
+            self._recv = io.FileIO(read_fd, "rb")
+            send_end = io.FileIO(write_fd, "wb")
+            self._child = ctx.Process(
+                target=_child_main,
+                args=(lambda: produce(lambda: bool(waiting.value)), send_end, read_fd),
+                name="warehouse-reader", daemon=True)
             self._child.start()
             send_end.close()  # the child's end alone now holds the pipe open
             self._it: Iterator[T] = self._receive()
@@ -153,9 +159,10 @@ def _can_fork() -> bool:
     return "fork" in mp.get_all_start_methods()
 
 
-def _child_main(produce: Callable[[], Iterable[T]], send_end) -> None:
+def _child_main(produce: Callable[[], Iterable[T]], send_end: io.FileIO, read_fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent's to handle; it ends us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.close(read_fd)  # the parent's end: once the parent closes it, a send here fails (EPIPE)
     code = 0
     try:
         try:
@@ -174,30 +181,41 @@ def _child_main(produce: Callable[[], Iterable[T]], send_end) -> None:
         os._exit(code)  # no atexit handlers, no finalisers of inherited connections
 
 
-def _send(conn, message: object) -> None:
-    """Send ``message`` with its buffers (numpy arrays) out of band: the pickle of the rest and
-    the buffers' sizes, then each buffer's bytes as they are in memory."""
+def _send(out: io.FileIO, message: object) -> None:
+    """Write ``message`` with its buffers (numpy arrays) out of band: the length of a pickle of
+    the rest with the buffers' sizes, that pickle, then each buffer's bytes from memory."""
     buffers: list[pickle.PickleBuffer] = []
     head = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
     raws = [b.raw() for b in buffers]
-    conn.send_bytes(pickle.dumps((head, [r.nbytes for r in raws]), protocol=5))
+    meta = pickle.dumps((head, [r.nbytes for r in raws]), protocol=5)
+    _write_all(out, struct.pack("<Q", len(meta)) + meta)
     for raw in raws:
-        conn.send_bytes(raw)
+        _write_all(out, raw)
 
 
-def _recv(conn) -> object:
-    """A message sent by :func:`_send`, its arrays in fresh writable buffers; EOFError if the
-    sender is gone (also part-way through a message)."""
-    head, sizes = pickle.loads(conn.recv_bytes())
-    buffers = []
-    for n in sizes:
-        buf = bytearray(n)
-        if n and conn.recv_bytes_into(buf) != n:
-            raise EOFError("short buffer")
-        elif not n:
-            conn.recv_bytes()
-        buffers.append(buf)
-    return pickle.loads(head, buffers=buffers)
+def _write_all(out: io.FileIO, data: bytes | memoryview) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[out.write(view):]
+
+
+def _recv(src: io.FileIO) -> object:
+    """A message written by :func:`_send`, its arrays in fresh writable buffers; EOFError if
+    the writer is gone (also part-way through a message)."""
+    (n,) = struct.unpack("<Q", _read_exact(src, 8))
+    head, sizes = pickle.loads(_read_exact(src, n))
+    return pickle.loads(head, buffers=[_read_exact(src, k) for k in sizes])
+
+
+def _read_exact(src: io.FileIO, n: int) -> bytearray:
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = src.readinto(view[got:])
+        if not k:
+            raise EOFError(f"the pipe ended {n - got} bytes short of a message")
+        got += k
+    return buf
 
 
 def _portable(exc: BaseException) -> BaseException:

@@ -278,17 +278,19 @@ def test_messages_cross_the_pipe_with_their_arrays_out_of_band() -> None:
     """What the reader process sends arrives equal, arrays writable (contiguous, strided, empty,
     object and zero-dimensional ones among plain values); a sender gone part-way through a
     message is EOF, not a hang or a half-built item."""
-    import multiprocessing as mp
+    import io
+    import os
+    import pickle
+    import threading
 
     from ingest.prefetch import _recv, _send
 
-    recv, send = mp.get_context("fork").Pipe(duplex=False)
+    r, w = os.pipe()
+    recv, send = io.FileIO(r, "rb"), io.FileIO(w, "wb")
     big = np.arange(300_000, dtype=np.float64).reshape(-1, 3)
     message = ("item", {"big": big, "strided": big[::7, 1], "empty": np.empty((0, 3)),
                         "scalar": np.float64(2.5), "objects": np.array(["Cu", None], dtype=object),
                         "plain": [1, "two", None]})
-    import threading
-
     sender = threading.Thread(target=_send, args=(send, message))  # the pipe holds less than it
     sender.start()
     tag, got = _recv(recv)
@@ -300,9 +302,9 @@ def test_messages_cross_the_pipe_with_their_arrays_out_of_band() -> None:
     got["big"][0, 0] = -1.0  # a fresh buffer: the sender's array is untouched
     assert big[0, 0] == 0.0
     # the header promises a buffer that never comes: EOF
-    import pickle
-
-    send.send_bytes(pickle.dumps((pickle.dumps("x", protocol=5), [16]), protocol=5))
+    meta = pickle.dumps((pickle.dumps("x", protocol=5), [16]), protocol=5)
+    send.write(len(meta).to_bytes(8, "little") + meta)
     send.close()
     with pytest.raises(EOFError):
         _recv(recv)
+    recv.close()
