@@ -549,13 +549,23 @@ class Loader:
                           lf_id: int | None) -> None:
         has_forces = b.has_forces.tolist()
         run_id = self.run.id
-        no_stress = (None,) * 6
-        rows = []
-        for rid, i in zip(ref_ids, todo, strict=True):
-            stress = b.stress[i]
-            rows.append((rid, sids[i], level_id, as_float(b.energy[i]), as_float(b.free_energy[i]),
-                         *(no_stress if stress is None else stress.tolist()), has_forces[i],
-                         lf_id if has_forces[i] else None, run_id))
+        stresses = [b.stress[i] for i in todo]
+        if stresses and all(s is not None for s in stresses):
+            # the common case, a stress on every frame: columns zipped into rows
+            hf = [has_forces[i] for i in todo]
+            rows = list(zip(ref_ids, [sids[i] for i in todo], repeat(level_id),
+                            [as_float(b.energy[i]) for i in todo],
+                            [as_float(b.free_energy[i]) for i in todo],
+                            *np.stack(stresses).T.tolist(), hf,
+                            [lf_id if h else None for h in hf], repeat(run_id)))
+        else:
+            no_stress = (None,) * 6
+            rows = []
+            for rid, i, stress in zip(ref_ids, todo, stresses, strict=True):
+                rows.append((rid, sids[i], level_id, as_float(b.energy[i]),
+                             as_float(b.free_energy[i]),
+                             *(no_stress if stress is None else stress.tolist()), has_forces[i],
+                             lf_id if has_forces[i] else None, run_id))
         self._rows(m.Reference, REFERENCE_COLS, rows)
         if with_forces:
             frames = np.zeros(len(b), dtype=np.bool_)

@@ -308,6 +308,53 @@ def test_zipped_rows_equal_the_per_structure_loop(wh, tmp_path) -> None:
                                          1, 8) for k in range(6)]
 
 
+def test_zipped_reference_rows_equal_the_per_frame_loop(wh, tmp_path) -> None:
+    """References of a batch with a stress on every frame (zipped columns) are the rows that the
+    per-frame loop writes where one frame has none: same energies, stresses, forces flags."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+    from sqlalchemy import select
+
+    from ingest.api import ingest_structures
+    from warehouse import models as m
+
+    frames = []
+    for k in range(7):
+        a = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 1, 1 + k % 2))
+        a.rattle(0.05, seed=k)
+        a.calc = EMT()
+        res = {"energy": a.get_potential_energy(), "stress": a.get_stress()}
+        if k % 3:
+            res["forces"] = a.get_forces()
+        a.calc = SinglePointCalculator(a, **res)
+        frames.append(a)
+    odd = frames[0].copy()
+    odd.positions[0] += 0.1
+    odd.calc = SinglePointCalculator(odd, energy=-1.0)  # no stress: the batch takes the loop
+    write(tmp_path / "all.xyz", frames, format="extxyz")
+    write(tmp_path / "mixed.xyz", [*frames, odd], format="extxyz")
+    ingest_structures(wh, tmp_path / "all.xyz", dataset="a", level_of_theory="zipped")
+    ingest_structures(wh, tmp_path / "mixed.xyz", dataset="b", level_of_theory="looped")
+
+    def refs(level: str) -> list[tuple]:
+        r, lot = m.Reference, m.LevelOfTheory
+        with wh.session() as s:
+            rows = s.execute(select(
+                r.structure_id, r.energy, r.free_energy, r.stress_xx, r.stress_yy, r.stress_zz,
+                r.stress_yz, r.stress_xz, r.stress_xy, r.has_forces, r.lake_file_id.is_(None),
+            ).join(lot, lot.id == r.level_of_theory_id).where(lot.name == level)
+             .order_by(r.structure_id))
+            return [tuple(row) for row in rows]
+
+    zipped, looped = refs("zipped"), refs("looped")
+    assert len(zipped) == 7 and looped[:7] == zipped
+    assert looped[7][3:9] == (None,) * 6 and looped[7][1] == -1.0
+    assert [row[9] for row in zipped] == [bool(k % 3) for k in range(7)]
+    assert [row[10] for row in zipped] == [not (k % 3) for k in range(7)]
+
+
 @pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
 @pytest.mark.parametrize("bad", ["nul", "long-line"])
 def test_scan_names_the_line_across_block_boundaries(tmp_path, monkeypatch, bad, gz) -> None:
