@@ -197,31 +197,45 @@ def test_prefetch_keeps_order_raises_where_the_source_failed_and_closes_it() -> 
     assert closed == [True]
 
 
-def test_columnar_reader_equals_the_frame_by_frame_reader(tmp_path) -> None:
-    """Batches straight from the C parser hold what ASE's reader gives, frame by frame."""
+def _emt_frames(n: int, repeats, *, forces=lambda k: True, stress=lambda k: True,
+                nickel: float = 0.0) -> list:
+    """``n`` rattled fcc Cu supercells (``repeats(k)``; a fraction ``nickel`` of the atoms made
+    Ni) labelled by EMT with its energy, and forces or stress where ``forces(k)``/``stress(k)``."""
     from ase.build import bulk
     from ase.calculators.emt import EMT
     from ase.calculators.singlepoint import SinglePointCalculator
+
+    rng = np.random.default_rng(7)
+    frames = []
+    for k in range(n):
+        a = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(repeats(k))
+        if nickel:
+            a.symbols[rng.random(len(a)) < nickel] = "Ni"
+        a.rattle(0.05, seed=k)
+        a.calc = EMT()
+        res = {"energy": a.get_potential_energy()}
+        if forces(k):
+            res["forces"] = a.get_forces()
+        if stress(k):
+            res["stress"] = a.get_stress()
+        a.calc = SinglePointCalculator(a, **res)
+        frames.append(a)
+    return frames
+
+
+def test_columnar_reader_equals_the_frame_by_frame_reader(tmp_path) -> None:
+    """Batches straight from the C parser hold what ASE's reader gives, frame by frame."""
     from ase.io import write
 
     from ingest.extxyz import parse_extxyz, parse_extxyz_batches
     from warehouse.records import FrameBatch
 
-    rng = np.random.default_rng(7)
-    frames = []
-    for k in range(30):
-        a = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 1 + k % 3))
-        a.symbols[rng.random(len(a)) < 0.4] = "Ni"
-        a.rattle(0.05, seed=k)
-        a.calc = EMT()
-        res = {"energy": a.get_potential_energy(), "forces": a.get_forces()}
-        if k % 2:
-            res["stress"] = a.get_stress()
-        a.calc = SinglePointCalculator(a, **res)
+    frames = _emt_frames(30, lambda k: (2, 2, 1 + k % 3), stress=lambda k: k % 2,
+                         nickel=0.4)
+    for k, a in enumerate(frames):
         a.info["config_type"] = f"t{k % 4}"
         if k % 5 == 0:
             a.pbc = (True, True, False)
-        frames.append(a)
     path = tmp_path / "set.xyz"
     write(path, frames, format="extxyz")
     batches = list(parse_extxyz_batches(path, reader="c", batch_atoms=100))
@@ -311,8 +325,6 @@ def test_zipped_rows_equal_the_per_structure_loop(wh, tmp_path) -> None:
 def test_zipped_reference_rows_equal_the_per_frame_loop(wh, tmp_path) -> None:
     """References of a batch with a stress on every frame (zipped columns) are the rows that the
     per-frame loop writes where one frame has none: same energies, stresses, forces flags."""
-    from ase.build import bulk
-    from ase.calculators.emt import EMT
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import write
     from sqlalchemy import select
@@ -320,16 +332,7 @@ def test_zipped_reference_rows_equal_the_per_frame_loop(wh, tmp_path) -> None:
     from ingest.api import ingest_structures
     from warehouse import models as m
 
-    frames = []
-    for k in range(7):
-        a = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 1, 1 + k % 2))
-        a.rattle(0.05, seed=k)
-        a.calc = EMT()
-        res = {"energy": a.get_potential_energy(), "stress": a.get_stress()}
-        if k % 3:
-            res["forces"] = a.get_forces()
-        a.calc = SinglePointCalculator(a, **res)
-        frames.append(a)
+    frames = _emt_frames(7, lambda k: (2, 1, 1 + k % 2), forces=lambda k: k % 3)
     odd = frames[0].copy()
     odd.positions[0] += 0.1
     odd.calc = SinglePointCalculator(odd, energy=-1.0)  # no stress: the batch takes the loop
