@@ -159,3 +159,12 @@ def main() -> None:
 
     early.start(sys.argv[1:])  # an ingest's file is read while the command line is built
     build(command_name(sys.argv[1:]))()
+
+
+def console() -> None:
+    """The console script as installed before its entry point moved to
+    :func:`cli.early.console` (an editable install made earlier still calls this one; it works,
+    without the reader's head start, until ``pip install -e .`` is run again)."""
+    from cli.early import console as run
+
+    run()
