@@ -76,17 +76,11 @@ def _calc_results(atoms: Atoms) -> dict[str, Any]:
 
 
 def _first(mapping: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, Any]:
-    """The first of ``keys`` present in ``mapping``; exact spelling first, then any case (GPUMD
-    lower-cases every key it reads, so ``Energy=`` and ``energy=`` mean the same to it)."""
-    for key in keys:
-        if key in mapping and mapping[key] is not None:
-            return key, mapping[key]
-    lowered = {k.lower(): k for k in mapping}
-    for key in keys:
-        k = lowered.get(key.lower())
-        if k is not None and mapping[k] is not None:
-            return k, mapping[k]
-    return None, None
+    """The first of ``keys`` present in ``mapping`` with a value (not None); exact spelling
+    first, then any case (GPUMD lower-cases every key it reads, so ``Energy=`` and ``energy=``
+    mean the same to it): :func:`_first_key` on the keys that have values."""
+    found = _first_key(dict.fromkeys((k for k, v in mapping.items() if v is not None), ""), keys)
+    return (None, None) if found is None else (found[1], mapping[found[1]])
 
 
 def _float(value: Any, what: str) -> float:
@@ -269,6 +263,11 @@ def _numbers_from_codes(species: np.ndarray) -> np.ndarray | None:
     return z if int(z.min()) >= 0 else None
 
 
+# Info keys that ASE turns into calculator results (and so do _dict_parts and _dict_plan), in
+# its order.
+_RESULT_INFO_KEYS = ("energy", "free_energy", "stress")
+
+
 def _dict_parts(natoms: int, info: dict[str, Any], arrays: dict[str, Any], index: int,
                 keys: LabelKeys) -> tuple:
     """Cell, pbc, positions, labels, config_type and weight of a C-parser frame, read as ASE
@@ -281,7 +280,7 @@ def _dict_parts(natoms: int, info: dict[str, Any], arrays: dict[str, Any], index
     if positions is None:
         raise IngestError("no pos column", where=f"frame {index}")
     # ASE turns these info keys into calculator results and leaves the rest in info
-    results = {k: info.pop(k) for k in ("energy", "free_energy", "stress") if k in info}
+    results = {k: info.pop(k) for k in _RESULT_INFO_KEYS if k in info}
     if "forces" in arrays:
         results["forces"] = arrays["forces"]
     volume = abs(det3(cell)) or None
@@ -353,10 +352,6 @@ def batch_from_dicts(raw: list[tuple[int, int, dict[str, Any], dict[str, Any]]],
     return validate_batch(batch, path)
 
 
-# Info keys that ASE turns into calculator results (read as such by _dict_parts), in its order.
-_RESULT_INFO_KEYS = ("energy", "free_energy", "stress")
-
-
 @dataclass(frozen=True, slots=True)
 class _DictPlan:
     """Where :func:`_dict_parts` finds each part of a C-parser frame with given info and array
@@ -392,8 +387,9 @@ def _dict_plan(info: tuple[str, ...], arrays: tuple[str, ...], keys: LabelKeys) 
 def _batch_by_plan(raw: list[tuple[int, int, dict[str, Any], dict[str, Any]]], path: str,
                    keys: LabelKeys) -> FrameBatch | None:
     """:func:`batch_from_dicts` for a batch whose frames all read the same way (the usual case:
-    the same keys, or other keys that change nothing, such as ``initial_magmoms``): each part read for all frames at once, converted as one array (same operations, so
-    the same values as frame by frame). None where anything differs from the plain case (keys,
+    the same keys, or other keys that change nothing, such as ``initial_magmoms``): each part
+    read for all frames at once, converted as one array (same operations, so the same values as
+    frame by frame). None where anything differs from the plain case (keys,
     shapes, a value that does not convert): the frame-by-frame path then reads or explains it.
 
     Values are looked up by key name only: the C parser never gives None for a key it read.

@@ -550,22 +550,17 @@ class Loader:
         has_forces = b.has_forces.tolist()
         run_id = self.run.id
         stresses = [b.stress[i] for i in todo]
-        if stresses and all(s is not None for s in stresses):
-            # the common case, a stress on every frame: columns zipped into rows
-            hf = [has_forces[i] for i in todo]
-            rows = list(zip(ref_ids, [sids[i] for i in todo], repeat(level_id),
-                            [as_float(b.energy[i]) for i in todo],
-                            [as_float(b.free_energy[i]) for i in todo],
-                            *np.stack(stresses).T.tolist(), hf,
-                            [lf_id if h else None for h in hf], repeat(run_id)))
+        if stresses and all(s is not None for s in stresses):  # the common case: stacked once
+            stress_cols = np.stack(stresses).T.tolist()
         else:
             no_stress = (None,) * 6
-            rows = []
-            for rid, i, stress in zip(ref_ids, todo, stresses, strict=True):
-                rows.append((rid, sids[i], level_id, as_float(b.energy[i]),
-                             as_float(b.free_energy[i]),
-                             *(no_stress if stress is None else stress.tolist()), has_forces[i],
-                             lf_id if has_forces[i] else None, run_id))
+            stress_cols = list(zip(*(no_stress if s is None else s.tolist() for s in stresses),
+                                   strict=True))
+        hf = [has_forces[i] for i in todo]
+        rows = list(zip(ref_ids, [sids[i] for i in todo], repeat(level_id),
+                        [as_float(b.energy[i]) for i in todo],
+                        [as_float(b.free_energy[i]) for i in todo], *stress_cols, hf,
+                        [lf_id if h else None for h in hf], repeat(run_id)))
         self._rows(m.Reference, REFERENCE_COLS, rows)
         if with_forces:
             frames = np.zeros(len(b), dtype=np.bool_)
