@@ -21,8 +21,17 @@ def evaluate(
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed MD steps before the clock starts.")] = 5,
     sizes: Annotated[str | None, typer.Option("--sizes", help="Atom counts of the MD supercells, e.g. 128,1024,8192 (default 256).")] = None,
     cell: Annotated[Path | None, typer.Option("--cell", help="Structure file for the MD cell (default: the dataset's first periodic structure).")] = None,
+    timing: Annotated[str, typer.Option("--timing", help=(
+        "auto: MD timing only if the model has none under this protocol on this hardware;"
+        " always: evaluate every structure again and time it all; never: no timings."))] = "auto",
+    version: Annotated[str | None, typer.Option("--version", help=(
+        "Store as MODEL@VERSION: a new version of a model bound to other parameters."))] = None,
 ) -> None:
     """Run an ASE calculator over a dataset and store its predictions and timings in one run.
+
+    The model name is bound to the calculator and the sha256 of its parameter files: another
+    file under the same name is refused (use a new name or --version). Structures that already
+    have a prediction of the model are not evaluated again.
 
     Example: warehouse evaluate --model unep-v1 --calculator nep:nep.txt --dataset eos --sizes 128,1024
     """
@@ -36,7 +45,8 @@ def evaluate(
     with open_from(ctx) as wh:
         result = run_evaluate(wh, model=model, calculator=calculator, dataset=dataset,
                               device=device, md_steps=md_steps, warmup_steps=warmup,
-                              sizes=size_list, cell=cell, argv=argv())
+                              sizes=size_list, cell=cell, timing=timing, version=version,
+                              argv=argv())
     typer.echo(result.summary.line())
     for note in result.summary.notes:
         typer.echo(f"  {note}")

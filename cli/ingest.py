@@ -64,6 +64,11 @@ class Progress:
             sys.stderr.write("\n")
 
 
+ParametersOpt = Annotated[list[Path] | None, typer.Option(
+    "--parameters", help="The model's parameter file (repeat for several): binds the model name,"
+                         " or is checked against its binding.")]
+VersionOpt = Annotated[str | None, typer.Option(
+    "--version", help="Store as MODEL@VERSION: a new version of a model bound to other parameters.")]
 LevelOpt = Annotated[str | None, typer.Option(
     "--level-of-theory", "-l", help="Name of the reference's level of theory (e.g. VASP-PBE-520eV).")]
 
@@ -121,8 +126,15 @@ def predictions(
     forces_key: Annotated[str | None, typer.Option("--forces-key", help="Per-atom array of predicted forces (eV/Å).")] = None,
     stress_key: Annotated[str | None, typer.Option("--stress-key", help="Info key of the predicted stress (eV/Å^3, ASE sign).")] = None,
     virial_key: Annotated[str | None, typer.Option("--virial-key", help="Info key of the predicted total virial (eV).")] = None,
+    parameters: ParametersOpt = None,
+    version: VersionOpt = None,
+    force: Annotated[bool, typer.Option("--force", help=(
+        "Store predictions even if every one equals the stored reference labels."))] = False,
 ) -> None:
     """Store a model's predictions, matched to stored structures by content hash.
+
+    A model name bound to parameter files (by evaluate, gpumd, model add --file or an earlier
+    --parameters) takes predictions only with --parameters naming the same files.
 
     Example: warehouse ingest predictions mace_on_test.xyz --model mace-mp-0 --forces-key forces_pred
     """
@@ -133,8 +145,9 @@ def predictions(
     progress = Progress()
     try:
         with open_from(ctx) as wh:
-            summary = ingest_predictions(wh, path, model=model, keys=keys, argv=argv(),
-                                         progress=progress)
+            summary = ingest_predictions(wh, path, model=model, keys=keys,
+                                         parameters=parameters or [], version=version,
+                                         force=force, argv=argv(), progress=progress)
     finally:
         progress.done()
     typer.echo(summary.line())
@@ -149,8 +162,13 @@ def gpumd(
     level_of_theory: LevelOpt = None,
     xyz: Annotated[Path | None, typer.Option(
         "--xyz", help="Structure file the outputs follow, for a folder without one (prediction runs).")] = None,
+    parameters: ParametersOpt = None,
+    version: VersionOpt = None,
 ) -> None:
     """Store a GPUMD NEP model's predictions (and its structures if they are new), and loss.out.
+
+    Without --level-of-theory an existing dataset's own is used. The model name is bound to
+    the folder's nep.txt (or --parameters).
 
     Example: warehouse ingest gpumd nep_prediction/ --model pbte-nep --dataset pbte --xyz nep_train/train.xyz
     """
@@ -158,7 +176,8 @@ def gpumd(
 
     with open_from(ctx) as wh:
         summary = ingest_gpumd(wh, folder, model=model, dataset=dataset,
-                               level_of_theory=level_of_theory, xyz=xyz, argv=argv())
+                               level_of_theory=level_of_theory, xyz=xyz,
+                               parameters=parameters or [], version=version, argv=argv())
     typer.echo(summary.line())
 
 

@@ -52,12 +52,30 @@ class CalculatorSpec:
 
     @property
     def files(self) -> list[Path]:
-        if self.kind == "nep":
-            return [Path(self.target)]
-        if self.kind == "eam":
-            p = Path(self.target)
-            return sorted(p.glob("*.eam*")) if p.is_dir() else [Path(t) for t in self.target.split(",")]
-        return []
+        """The parameter files: what a model name evaluated with this spec is bound to."""
+        return list(declaration(self).files)
+
+    def elements(self) -> frozenset[str] | None:
+        """The elements the calculator has parameters for; None when it does not say."""
+        return declaration(self).elements
+
+    @property
+    def label(self) -> str:
+        """How messages name the calculator, e.g. "EMT", "NEP (nep.txt)"."""
+        files = self.files
+        shown = f" ({files[0].name})" if len(files) == 1 else f" ({self.target})" if files else ""
+        return {"emt": "EMT", "eam": "EAM", "nep": "NEP"}.get(self.kind, self.target) + shown
+
+    @property
+    def identity(self) -> str:
+        """The calculator as part of a model's binding: its kind, or for ``module:factory`` the
+        factory and its arguments, without what depends on the machine (``device``; a file
+        argument is named by its file name, its content being bound by sha256)."""
+        if self.kind != "module":
+            return self.kind
+        args = [f"{k}={Path(v).name if _is_file(v) else v}"
+                for k, v in sorted(self.kwargs.items()) if k != "device"]
+        return " ".join([self.target, *args])
 
     @property
     def software(self) -> tuple[str, str | None]:
@@ -79,6 +97,9 @@ class CalculatorSpec:
         files = self.files
         if len(files) == 1 and files[0].is_file():
             attrs["file_sha256"] = sha256_file(files[0])
+        if self.kind == "emt":
+            attrs.update(licence="LGPL-2.1-or-later (ASE)",
+                         url="https://wiki.fysik.dtu.dk/ase/ase/calculators/emt.html")
         attrs["extra"] = {"calculator": self.text}
         return attrs
 
@@ -103,6 +124,80 @@ class CalculatorSpec:
         if self.kind == "eam":
             return _eam_provider(self.target)
         return _module_provider(self.target, self.kwargs, device)
+
+
+# -- what a calculator declares before it runs ---------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Declaration:
+    """What a kind of calculator says about itself without running: the elements it has
+    parameters for (None: it does not say, so no pre-flight check) and its parameter files
+    (what a model name is bound to, by sha256; empty when the parameters live in code)."""
+
+    elements: frozenset[str] | None = None
+    files: tuple[Path, ...] = ()
+
+
+# kind -> its declaration. A new kind of calculator adds its entry here (one function of the
+# spec); a kind without one declares the files among its key=value arguments and no elements.
+DECLARERS: dict[str, Callable[[CalculatorSpec], Declaration]] = {}
+
+
+def declaration(spec: CalculatorSpec) -> Declaration:
+    return DECLARERS.get(spec.kind, _declare_module)(spec)
+
+
+def _is_file(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and "\n" not in value and Path(value).is_file()
+    except OSError:  # a name too long for the filesystem is not a file
+        return False
+
+
+def _declare_module(spec: CalculatorSpec) -> Declaration:
+    return Declaration(files=tuple(Path(v) for _, v in sorted(spec.kwargs.items()) if _is_file(v)))
+
+
+def _declare_emt(spec: CalculatorSpec) -> Declaration:
+    from ase.calculators.emt import parameters
+
+    return Declaration(elements=frozenset(parameters))
+
+
+def nep_elements(path: Path) -> frozenset[str] | None:
+    """Elements of a NEP model file: its first line is ``nep4[_zbl] N El1 ... ElN``."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            words = fh.readline().split()
+    except OSError:
+        return None
+    if len(words) < 2 or not words[0].startswith("nep") or not words[1].isdigit():
+        return None
+    n = int(words[1])
+    return frozenset(words[2:2 + n]) if len(words) >= 2 + n else None
+
+
+def _declare_nep(spec: CalculatorSpec) -> Declaration:
+    path = Path(spec.target)
+    return Declaration(elements=nep_elements(path), files=(path,))
+
+
+def _declare_eam(spec: CalculatorSpec) -> Declaration:
+    folder = Path(spec.target)
+    if folder.is_dir():  # one DIR/<El>.eam.alloy per element (see _eam_provider)
+        files = tuple(sorted(folder.glob("*.eam*")))
+        return Declaration(frozenset(p.name.split(".")[0] for p in files
+                                     if p.name.endswith(".eam.alloy")), files)
+    files = tuple(Path(t) for t in spec.target.split(","))
+    elements: set[str] = set()
+    for p in files:
+        if not p.name.endswith((".eam.alloy", ".eam.fs")) or not p.is_file():
+            return Declaration(None, files)  # a funcfl .eam names its element by Z only
+        elements.update(setfl_elements(p))
+    return Declaration(frozenset(elements), files)
+
+
+DECLARERS.update(emt=_declare_emt, nep=_declare_nep, eam=_declare_eam)
 
 
 def _version(dist: str) -> str | None:

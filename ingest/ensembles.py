@@ -14,6 +14,7 @@ from sqlalchemy import delete, select
 from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.errors import NoMatch, NotFound
+from warehouse.names import check_name
 
 
 def _model_ids(s, names: Sequence[str]) -> dict[str, int]:
@@ -30,6 +31,7 @@ def add_to_ensemble(
     """Create ensemble ``name`` if needed and add ``members``; returns (added, already there)."""
     if not members:
         raise NoMatch("name at least one member: --member MODEL")
+    check_name(name, what="ensemble")
     with wh.session() as s, s.begin():
         ids = _model_ids(s, members)
         ens = s.scalar(select(m.Ensemble).where(m.Ensemble.name == name))

@@ -24,18 +24,23 @@ from typing import Any
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import PropertyNotImplementedError
+from ase.data import chemical_symbols
 from ase.formula import Formula
 from ase.md import velocitydistribution as _vd
 from ase.md.verlet import VelocityVerlet
+from sqlalchemy import select
 
+from ingest.binding import Binding, bound_model, precheck, versioned_name
 from ingest.calculators import CalculatorSpec, parse_calculator_spec
 from ingest.hardware import (
     Hardware, detect_hardware, max_rss_mb, peak_memory_mb, reset_peak_memory, synchroniser,
 )
 from ingest.loader import IngestSummary, ingest_run
 from ingest.timings import TimingRecord, add_timings
+from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.errors import IngestError
+from warehouse.names import check_name
 from warehouse.records import Frame, Labels, PredictionFrame
 from warehouse.structures import iter_dataset_frames
 from warehouse.units import ase_stress_to_gpa
@@ -70,18 +75,50 @@ def _as_provider(calc: Any) -> Callable[[Atoms], Any]:
     raise TypeError(f"{calc!r} is neither an ASE calculator nor a function giving one")
 
 
+class Calculators:
+    """Hands out the calculator for each structure, and a new one after any exception.
+
+    A calculator that raised may be left half-updated: ASE's EMT, refused a species, keeps the
+    structure but not its neighbour list, and then fails every later structure with
+    ``AttributeError: 'EMT' object has no attribute 'nl'``, hiding the real reason. ``build``
+    makes a provider (``atoms -> calculator``), e.g. ``CalculatorSpec.provider``.
+    """
+
+    def __init__(self, build: Callable[[], Callable[[Atoms], Any]]) -> None:
+        self._build = build
+        self._provider: Callable[[Atoms], Any] | None = None
+
+    def __call__(self, atoms: Atoms) -> Any:
+        if self._provider is None:
+            self._provider = self._build()
+        return self._provider(atoms)
+
+    def discard(self) -> None:
+        """Forget the current calculator: the next structure gets a new one."""
+        self._provider = None
+
+
+def _after_exception(pick: Callable[[Atoms], Any], calc: Any) -> None:
+    if isinstance(pick, Calculators):
+        pick.discard()
+    elif hasattr(calc, "reset"):  # a bare ASE calculator: forget its state (EMT's, above)
+        calc.reset()
+
+
 def evaluate_frames(
     calc: Any, frames: Iterable[Frame], *, clock: EvalClock | None = None, stress: bool = True,
 ) -> Iterator[PredictionFrame]:
     """Yield one prediction per frame: energy, forces, and stress where the system is periodic.
 
-    ``calc`` is an ASE calculator or a function ``atoms -> calculator``. The calculator is
+    ``calc`` is an ASE calculator, a function ``atoms -> calculator`` or :class:`Calculators`
+    (which gives a new calculator after an exception; a bare ASE calculator is ``reset()``
+    instead). The calculator is
     called with the structure (``calc.get_forces(atoms)``) rather than attached to it: attaching
     (``atoms.calc = calc``) resets some calculators' state per structure (calorine's CPUNEP
     re-reads its model file, 50-100x the cost of evaluating a small cell).
     """
     clock = clock if clock is not None else EvalClock()
-    pick = _as_provider(calc)
+    pick = calc if isinstance(calc, Calculators) else _as_provider(calc)
     for frame in frames:
         atoms = frame_to_atoms(frame)
         t0 = time.perf_counter()
@@ -102,6 +139,7 @@ def evaluate_frames(
         except Exception as exc:  # any calculator error is recorded against this structure
             labels, status = Labels(), "failed"
             message = f"{type(exc).__name__}: {exc}"[:2000]
+            _after_exception(pick, calc)
         dt = time.perf_counter() - t0
         clock.seconds += dt
         clock.n_atoms += frame.n_atoms
@@ -186,6 +224,10 @@ def time_md(
 
 # -- the command -----------------------------------------------------------------------------
 
+TIMING_MODES = ("always", "auto", "never")
+MD_PROTOCOL = "ase-velocity-verlet-nve"
+
+
 @dataclass
 class EvaluateResult:
     summary: IngestSummary
@@ -194,7 +236,68 @@ class EvaluateResult:
     md: list[MDTiming]
 
 
-def _md_cell(frames: list[Frame], preds: list[PredictionFrame], cell: str | Path | None) -> tuple[Atoms, str]:
+def missing_species(frame: Frame, have: frozenset[str] | None) -> list[str]:
+    """The species of ``frame`` outside ``have`` (the calculator's declared elements; None: it
+    does not declare them, so nothing is missing)."""
+    if have is None:
+        return []
+    return sorted({chemical_symbols[z] for z in np.unique(frame.numbers)} - have)
+
+
+def _refused(frame: Frame, label: str, missing: list[str]) -> PredictionFrame:
+    return PredictionFrame(
+        frame=Frame(frame.numbers, frame.positions, frame.cell, frame.pbc, frame.index, Labels()),
+        status="failed", message=f"{label} has no parameters for {', '.join(missing)}")
+
+
+@dataclass
+class _Plan:
+    """What one ``warehouse evaluate`` does, decided before any calculator runs."""
+
+    members: list[tuple[int, Frame]]
+    stored: dict[int, str]  # structure id -> status of the model's stored prediction
+    todo: list[tuple[int, Frame]] = field(default_factory=list)  # (structure id, frame) to evaluate
+    refused: list[PredictionFrame] = field(default_factory=list)  # species without parameters
+
+
+def _plan(wh: Warehouse, spec: CalculatorSpec, name: str, dataset: str, again: bool) -> _Plan:
+    """Pre-flight: the species check, and which structures lack a prediction of ``name``
+    (all of them again with ``again``, for a whole-dataset inference timing)."""
+    members = list(iter_dataset_frames(wh, dataset))
+    if not members:
+        raise IngestError(f"dataset {dataset!r} has no structures")
+    plan = _Plan(members, _stored_status(wh, name, dataset))
+    have = spec.elements()
+    missing: set[str] = set()
+    for sid, f in members:
+        if lack := missing_species(f, have):
+            missing.update(lack)
+            if sid not in plan.stored:
+                plan.refused.append(_refused(f, spec.label, lack))
+        elif again or sid not in plan.stored:
+            plan.todo.append((sid, f))
+    if len(missing) and all(missing_species(f, have) for _, f in members):
+        raise IngestError(
+            f"{spec.label} has no parameters for {', '.join(sorted(missing))} (it has"
+            f" {', '.join(sorted(have or ()))}); no structure of dataset {dataset!r} can be"
+            " evaluated, so nothing was stored")
+    return plan
+
+
+def _stored_status(wh: Warehouse, model: str, dataset: str) -> dict[int, str]:
+    """structure id -> status of ``model``'s stored prediction, for the members of ``dataset``."""
+    with wh.session() as s:
+        return dict(s.execute(
+            select(m.Prediction.structure_id, m.Prediction.status)
+            .join(m.Model, m.Model.id == m.Prediction.model_id)
+            .join(m.DatasetMember, m.DatasetMember.structure_id == m.Prediction.structure_id)
+            .join(m.Dataset, m.Dataset.id == m.DatasetMember.dataset_id)
+            .where(m.Model.name == model, m.Dataset.name == dataset)).all())
+
+
+def _md_cell(plan: _Plan, evaluated: list[PredictionFrame], cell: str | Path | None,
+             model: str) -> tuple[Atoms | None, str]:
+    """The MD cell and where it came from, or (None, why there is none)."""
     if cell is not None:
         from ase.io import read
 
@@ -203,11 +306,32 @@ def _md_cell(frames: list[Frame], preds: list[PredictionFrame], cell: str | Path
         except Exception as exc:
             raise IngestError(f"cannot read the MD cell: {exc}", path=str(cell)) from None
         return atoms, str(cell)
-    for f, p in zip(frames, preds, strict=True):
-        if p.status == "ok" and f.pbc.all():
+    ok_now = {sid for (sid, _), p in zip(plan.todo, evaluated, strict=True) if p.status == "ok"}
+    for sid, f in plan.members:
+        if f.pbc.all() and (plan.stored.get(sid) == "ok" or sid in ok_now):
             return frame_to_atoms(f), f"dataset frame {f.index}"
-    raise IngestError("no periodic structure of the dataset evaluated cleanly to run MD on; pass"
-                      " --cell FILE or --md-steps 0")
+    failed = [p for p in plan.refused + evaluated if p.status != "ok"]
+    if failed and not ok_now and "ok" not in plan.stored.values():
+        return None, (f"every structure failed (first reason: {failed[0].message});"
+                      f" `warehouse failures --model {model}` lists them")
+    return None, "no periodic structure of the dataset evaluated cleanly; pass --cell FILE"
+
+
+def _timed_before(wh: Warehouse, model: str, spec: CalculatorSpec, hw: Hardware, *,
+                  steps: int, warmup: int, source: str) -> set[int]:
+    """Atom counts of ``model``'s MD timings (failed ones included) under this protocol, cell
+    and precision on this hardware class."""
+    software, _ = spec.software
+    with wh.session() as s:
+        rows = s.execute(
+            select(m.Timing.n_atoms, m.Timing.extra).join(m.Model, m.Model.id == m.Timing.model_id)
+            .where(m.Model.name == model, m.Timing.task == "md", m.Timing.n_steps == steps,
+                   m.Timing.hardware.is_not_distinct_from(hw.label),
+                   m.Timing.software.is_not_distinct_from(software),
+                   m.Timing.precision.is_not_distinct_from(spec.precision))).all()
+    return {int(n) for n, extra in rows if n is not None and isinstance(extra, dict)
+            and extra.get("protocol") == MD_PROTOCOL and extra.get("warmup_steps") == warmup
+            and extra.get("cell") == source}
 
 
 def _md_records(spec: CalculatorSpec, hw: Hardware, runs: list[MDTiming], *, source: str,
@@ -216,7 +340,7 @@ def _md_records(spec: CalculatorSpec, hw: Hardware, runs: list[MDTiming], *, sou
     out = []
     for r in runs:
         extra = {
-            "protocol": "ase-velocity-verlet-nve", "warmup_steps": r.warmup_steps,
+            "protocol": MD_PROTOCOL, "warmup_steps": r.warmup_steps,
             "timestep_fs": TIMESTEP_FS, "temperature_k": TEMPERATURE_K, "seed": MD_SEED,
             "repeat": list(r.repeat), "cell": source, "dataset": dataset, "scaling": scaling,
             "calculator": spec.text, "max_rss_mb": max_rss_mb(),
@@ -232,6 +356,28 @@ def _md_records(spec: CalculatorSpec, hw: Hardware, runs: list[MDTiming], *, sou
     return out
 
 
+def _run_md(wh: Warehouse, calcs: Calculators, atoms: Atoms, source: str, *, name: str,
+            spec: CalculatorSpec, hw: Hardware, sizes: Sequence[int], steps: int, warmup: int,
+            device: str, timing: str, notes: list[str]) -> list[MDTiming]:
+    """The MD timings this run measures: every size, less (``auto``) those the model has."""
+    done = set() if timing == "always" else _timed_before(
+        wh, name, spec, hw, steps=steps, warmup=warmup, source=source)
+    lengths = atoms.cell.lengths() if atoms.cell.rank == 3 else (1, 1, 1)
+    md: list[MDTiming] = []
+    for n in sizes or (DEFAULT_MD_ATOMS,):
+        rep = supercell_repeats(len(atoms), n, lengths)
+        n_atoms = len(atoms) * int(np.prod(rep))
+        if any(r.repeat == rep for r in md):  # sizes below the cell's give the cell
+            continue
+        if n_atoms in done:
+            notes.append(f"MD timing of {n_atoms} atoms: {name!r} has one under this protocol on"
+                         f" {hw.label}; not measured again (--timing always measures it)")
+            continue
+        calcs.discard()  # a calculator of its own, whatever the predictions left in it
+        md.append(time_md(calcs, atoms, n_atoms=n, steps=steps, warmup=warmup, device=device))
+    return md
+
+
 def run_evaluate(
     wh: Warehouse,
     *,
@@ -243,31 +389,91 @@ def run_evaluate(
     warmup_steps: int = DEFAULT_WARMUP_STEPS,
     sizes: Sequence[int] = (),
     cell: str | Path | None = None,
+    timing: str = "auto",
+    version: str | None = None,
     argv: list[str] | None = None,
 ) -> EvaluateResult:
-    """``warehouse evaluate``: predictions over ``dataset`` plus inference and MD timings."""
+    """``warehouse evaluate``: predictions over ``dataset`` plus inference and MD timings.
+
+    The model name (``model@version`` with ``version``) is bound to the calculator and its
+    parameter files (ingest.binding): another file under the name is refused before anything
+    runs. Only structures without a prediction of the model are evaluated. ``timing``:
+    ``auto`` measures MD only for sizes the model has no timing of under this protocol on this
+    hardware, and records the inference timing only for a pass over the whole dataset;
+    ``always`` evaluates every structure again and measures everything; ``never`` measures
+    nothing.
+    """
     spec = parse_calculator_spec(calculator)
+    if timing not in TIMING_MODES:
+        raise IngestError(f"--timing {timing!r}: use one of {', '.join(TIMING_MODES)}")
     if md_steps < 0 or warmup_steps < 0 or any(n <= 0 for n in sizes):
         raise IngestError("--md-steps, --warmup and --sizes must be positive")
-    frames = [f for _, f in iter_dataset_frames(wh, dataset)]
-    if not frames:
-        raise IngestError(f"dataset {dataset!r} has no structures")
-    provider = spec.provider(device)
-    clock = EvalClock()
-    preds = list(evaluate_frames(provider, frames, clock=clock))
+    name = versioned_name(model, version)
+    check_name(dataset, what="dataset")
+    binding = Binding.of_files(spec.files, spec.identity)
+    precheck(wh, name, binding, what="this evaluate")  # refused before any calculator runs
+    plan = _plan(wh, spec, name, dataset, again=timing == "always")
     hw = detect_hardware(device)
+    calcs = Calculators(lambda: spec.provider(device))
+    clock = EvalClock()
+    evaluated = list(evaluate_frames(calcs, [f for _, f in plan.todo], clock=clock))
+    preds = plan.refused + evaluated
+    notes: list[str] = []
     md: list[MDTiming] = []
     source = ""
-    if md_steps:
-        atoms, source = _md_cell(frames, preds, cell)
-        for n in sizes or (DEFAULT_MD_ATOMS,):
-            run = time_md(provider, atoms, n_atoms=n, steps=md_steps, warmup=warmup_steps,
-                          device=device)
-            if all(r.repeat != run.repeat for r in md):  # sizes below the cell's give the cell
-                md.append(run)
-    name, ver = spec.software
+    if md_steps and timing != "never":
+        atoms, source = _md_cell(plan, evaluated, cell, name)
+        if atoms is None:
+            notes.append(f"MD timing skipped: {source}")
+        else:
+            md = _run_md(wh, calcs, atoms, source, name=name, spec=spec, hw=hw, sizes=sizes,
+                         steps=md_steps, warmup=warmup_steps, device=device, timing=timing,
+                         notes=notes)
+    records = _md_records(spec, hw, md, source=source, dataset=dataset, scaling=bool(sizes))
     n_failed = sum(p.status != "ok" for p in preds)
-    inference = TimingRecord(
+    whole = len(plan.todo) + len(plan.refused) == len(plan.members)
+    if timing != "never" and whole:
+        records.insert(0, _inference_record(spec, hw, clock, dataset=dataset, n_failed=n_failed))
+    elif timing != "never" and plan.todo:
+        notes.append(f"inference timing not recorded: {len(plan.todo)} of {len(plan.members)}"
+                     " structures evaluated (the others have predictions); --timing always"
+                     " times the whole dataset")
+    if not preds and not records:
+        return EvaluateResult(_nothing_to_do(spec, name, dataset, plan, notes), hw, clock, md)
+    files = spec.files
+    attrs = spec.model_attrs() | ({"version": version} if version else {})
+    with ingest_run(wh, kind="evaluate", source=f"{spec.text} on dataset {dataset}",
+                    source_sha256=binding.sha256, argv=argv) as ld:
+        model_id = bound_model(ld, name, binding, what="this evaluate", **attrs)
+        ld.add_predictions(model_id, preds, path=f"dataset {dataset}")
+        add_timings(ld, records, model_id=model_id)
+        ld.summary.notes.append(
+            f"{spec.text} on {dataset}: {len(preds)} structures ({n_failed} failed"
+            + (f", {len(plan.refused)} of them for species without parameters" if plan.refused
+               else "") + f"), {clock.n_atoms} atoms, {clock.seconds:.3f} s in the calculator;"
+            f" hardware {hw.label}")
+        if len(preds) < len(plan.members):
+            ld.summary.notes.append(f"{len(plan.members) - len(preds)} structures already had"
+                                    f" predictions of {name!r}")
+        if n_failed:
+            ld.summary.notes.append(f"`warehouse failures --model {name} --dataset {dataset}`"
+                                    " lists the failures with their reasons")
+        for r in md:
+            ld.summary.notes.append(
+                f"MD {r.composition} ({r.n_atoms} atoms): " + (
+                    f"{r.n_steps} steps in {r.wall_s:.3f} s = {r.atom_steps_per_s:.4g} atom-steps/s"
+                    if r.wall_s else f"failed: {r.message}"))
+        ld.summary.notes.extend(notes)
+        if files:
+            ld.summary.notes.append("model files: " + ", ".join(map(str, files[:3]))
+                                    + (" ..." if len(files) > 3 else ""))
+    return EvaluateResult(ld.summary, hw, clock, md)
+
+
+def _inference_record(spec: CalculatorSpec, hw: Hardware, clock: EvalClock, *, dataset: str,
+                      n_failed: int) -> TimingRecord:
+    name, ver = spec.software
+    return TimingRecord(
         task="inference", **hw.columns(), software=name, software_version=ver,
         precision=spec.precision, system=f"dataset {dataset}", n_atoms=clock.n_atoms, n_steps=1,
         wall_s=clock.seconds, extra={
@@ -275,22 +481,15 @@ def run_evaluate(
                         " only", "dataset": dataset, "n_structures": clock.n_structures,
             "n_failed": n_failed, "calculator": spec.text, "max_rss_mb": max_rss_mb(),
         })
-    files = spec.files
-    with ingest_run(wh, kind="evaluate", source=f"{spec.text} on dataset {dataset}",
-                    source_sha256=spec.model_attrs().get("file_sha256"), argv=argv) as ld:
-        model_id = ld.model(model, **spec.model_attrs())
-        ld.add_predictions(model_id, preds, path=f"dataset {dataset}")
-        add_timings(ld, [inference, *_md_records(spec, hw, md, source=source, dataset=dataset,
-                                                 scaling=bool(sizes))], model_id=model_id)
-        ld.summary.notes.append(
-            f"{spec.text} on {dataset}: {clock.n_structures} structures ({n_failed} failed),"
-            f" {clock.n_atoms} atoms, {clock.seconds:.3f} s in the calculator; hardware {hw.label}")
-        for r in md:
-            ld.summary.notes.append(
-                f"MD {r.composition} ({r.n_atoms} atoms): " + (
-                    f"{r.n_steps} steps in {r.wall_s:.3f} s = {r.atom_steps_per_s:.4g} atom-steps/s"
-                    if r.wall_s else f"failed: {r.message}"))
-        if files:
-            ld.summary.notes.append("model files: " + ", ".join(map(str, files[:3]))
-                                    + (" ..." if len(files) > 3 else ""))
-    return EvaluateResult(ld.summary, hw, clock, md)
+
+
+def _nothing_to_do(spec: CalculatorSpec, name: str, dataset: str, plan: _Plan,
+                   notes: list[str]) -> IngestSummary:
+    """The summary of a run that found everything done: no calculator call, nothing stored."""
+    summary = IngestSummary(kind="evaluate")
+    summary.seen("predictions", len(plan.stored))
+    summary.notes.append(f"{spec.text} on {dataset}: every one of the {len(plan.members)}"
+                         f" structures already has a prediction of {name!r}; nothing evaluated,"
+                         " nothing stored")
+    summary.notes.extend(notes)
+    return summary

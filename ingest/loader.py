@@ -39,6 +39,7 @@ from warehouse.errors import IngestError, NotFound
 from warehouse.errorsums import calc_element_force_sums, calc_error_sums
 from warehouse.hashing import structure_hashes, structure_hashes_batch
 from warehouse.lake import LakeTransaction, numpy_table
+from warehouse.names import check_name
 from warehouse.provenance import new_run, now
 
 # Keep IN (...) lists well under SQLite's 32,766 bound-parameter limit.
@@ -95,7 +96,8 @@ class IngestSummary:
         def fmt(d: dict[str, int]) -> str:
             return ", ".join(f"{v} {k}" for k, v in d.items() if v) or "nothing"
 
-        head = f"{self.kind} (run {self.run_id}): added {fmt(self.added)}"
+        run = f"run {self.run_id}" if self.run_id is not None else "no run: nothing to do"
+        head = f"{self.kind} ({run}): added {fmt(self.added)}"
         head += f"; already present {fmt(self.present)}; refused {self.refused}"
         if self.nothing_new:
             head += " -- nothing new was added"
@@ -169,7 +171,7 @@ class Loader:
     # -- named things -------------------------------------------------------------------------
 
     def level_of_theory(self, name: str | None, **attrs: Any) -> int:
-        name = name or UNKNOWN_LEVEL
+        name = check_name(name or UNKNOWN_LEVEL, what="level of theory")
         lot = self.s.scalar(select(m.LevelOfTheory).where(m.LevelOfTheory.name == name))
         if lot is None:
             lot = m.LevelOfTheory(name=name, **{k: v for k, v in attrs.items() if v is not None})
@@ -179,6 +181,7 @@ class Loader:
         return lot.id
 
     def dataset(self, name: str, level_id: int, *, description: str | None = None) -> int:
+        check_name(name, what="dataset")
         ds = self.s.scalar(select(m.Dataset).where(m.Dataset.name == name))
         if ds is None:
             ds = m.Dataset(
@@ -204,6 +207,7 @@ class Loader:
         return ds
 
     def model(self, name: str, **attrs: Any) -> int:
+        check_name(name, what="model")
         model = self.s.scalar(select(m.Model).where(m.Model.name == name))
         if model is None:
             model = m.Model(

@@ -37,6 +37,7 @@ from warehouse.core import Warehouse
 from warehouse.errors import IngestError
 from warehouse.hashing import sha256_file
 from warehouse.mdcalc import calc_energy_drift, calc_spall_strength, calc_window_stats
+from warehouse.names import check_name, check_optional_name
 
 RUN_ATTRS = ("composition", "engine", "engine_version", "ensemble", "temperature_k",
              "pressure_gpa", "timestep_fs", "n_steps", "n_atoms", "hardware")
@@ -141,6 +142,8 @@ def _find_or_create_run(ld: Loader, opts: RunOptions, data: list[MDData]) -> m.M
     given = {k: getattr(opts, k) for k in RUN_ATTRS if getattr(opts, k) is not None}
     attrs = {**{k: found[k] for k in RUN_ATTRS if k in found}, **given}
     if run is None:
+        check_name(opts.system, what="MD system")
+        check_optional_name(opts.label, what="MD run label")
         run = m.MDRun(model_id=model_id, system=opts.system, label=opts.label,
                       ingest_run_id=ld.run.id, extra={}, **attrs)
         ld.s.add(run)

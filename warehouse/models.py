@@ -212,6 +212,15 @@ class Model(Base):
     url: Mapped[str | None] = mapped_column(Text)
     doi: Mapped[str | None] = mapped_column(String(255))
     file_sha256: Mapped[str | None] = mapped_column(String(64))
+    # The binding (DESIGN.md, "Comparability and identity"): what the name stands for, so that
+    # another parameter file is refused under it. ``calculator`` is the calculator's identity
+    # without machine-specific parts (e.g. "nep", "emt", "pkg.mod:factory model=medium");
+    # ``parameters`` lists the parameter files as {"file": name, "sha256": ...};
+    # ``parameters_sha256`` is their one digest (a single file's own sha256). NULL is unknown,
+    # filled in by the first run that knows it (see ingest.binding).
+    calculator: Mapped[str | None] = mapped_column(String(255))
+    parameters: Mapped[list[Any] | None] = mapped_column(JSON)
+    parameters_sha256: Mapped[str | None] = mapped_column(String(64))
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_run_id: Mapped[int | None] = _fk("ingest_runs.id", nullable=True)
 
