@@ -84,9 +84,11 @@ class Calculators:
     makes a provider (``atoms -> calculator``), e.g. ``CalculatorSpec.provider``.
     """
 
-    def __init__(self, build: Callable[[], Callable[[Atoms], Any]]) -> None:
+    def __init__(self, build: Callable[[], Callable[[Atoms], Any]], *, first: bool = True) -> None:
         self._build = build
-        self._provider: Callable[[Atoms], Any] | None = None
+        # built now by default: a spec that cannot build a calculator fails the command, not
+        # every structure
+        self._provider: Callable[[Atoms], Any] | None = build() if first else None
 
     def __call__(self, atoms: Atoms) -> Any:
         if self._provider is None:
@@ -373,7 +375,6 @@ def _run_md(wh: Warehouse, calcs: Calculators, atoms: Atoms, source: str, *, nam
             notes.append(f"MD timing of {n_atoms} atoms: {name!r} has one under this protocol on"
                          f" {hw.label}; not measured again (--timing always measures it)")
             continue
-        calcs.discard()  # a calculator of its own, whatever the predictions left in it
         md.append(time_md(calcs, atoms, n_atoms=n, steps=steps, warmup=warmup, device=device))
     return md
 
@@ -414,7 +415,7 @@ def run_evaluate(
     precheck(wh, name, binding, what="this evaluate")  # refused before any calculator runs
     plan = _plan(wh, spec, name, dataset, again=timing == "always")
     hw = detect_hardware(device)
-    calcs = Calculators(lambda: spec.provider(device))
+    calcs = Calculators(lambda: spec.provider(device), first=bool(plan.todo))
     clock = EvalClock()
     evaluated = list(evaluate_frames(calcs, [f for _, f in plan.todo], clock=clock))
     preds = plan.refused + evaluated

@@ -25,15 +25,19 @@ EOS = "gpumd_wizard/unep_v1_dft_ref/eos/ref.xyz"
 
 
 class FlakyEMT(EMT):
-    """EMT that raises on its second structure: the harness must record it and go on."""
+    """EMT that raises on the second structure of a run: the harness must record it and go on.
+    The count is shared by every instance, as the harness builds a new calculator after an
+    exception."""
+
+    calls = 0
 
     def __init__(self, fail_on: int = 2, **kw):
         super().__init__(**kw)
-        self.calls, self.fail_on = 0, fail_on
+        self.fail_on = fail_on
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=()):
-        self.calls += 1
-        if self.calls == self.fail_on:
+        FlakyEMT.calls += 1
+        if FlakyEMT.calls == self.fail_on:
             raise RuntimeError("boom on purpose")
         super().calculate(atoms, properties, system_changes)
 
@@ -106,6 +110,7 @@ def test_emt_on_a_fresh_install(cli, wh, tmp_path: Path) -> None:
 
 def test_a_failing_structure_is_recorded_and_the_rest_go_on(cli, wh) -> None:
     _cu(wh)
+    FlakyEMT.calls = 0
     res = cli("evaluate", "-m", "flaky", "-c", "test_evaluate_cost:flaky_emt fail_on=2",
               "-d", CU, "--md-steps", "0")
     assert res.exit_code == 0, res.output
