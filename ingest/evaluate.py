@@ -81,18 +81,22 @@ class Calculators:
     A calculator that raised may be left half-updated: ASE's EMT, refused a species, keeps the
     structure but not its neighbour list, and then fails every later structure with
     ``AttributeError: 'EMT' object has no attribute 'nl'``, hiding the real reason. ``build``
-    makes a provider (``atoms -> calculator``), e.g. ``CalculatorSpec.provider``.
+    makes an ASE calculator (e.g. ``EMT``) or a provider ``atoms -> calculator`` (e.g.
+    ``CalculatorSpec.provider``).
     """
 
     def __init__(self, build: Callable[[], Callable[[Atoms], Any]], *, first: bool = True) -> None:
         self._build = build
         # built now by default: a spec that cannot build a calculator fails the command, not
         # every structure
-        self._provider: Callable[[Atoms], Any] | None = build() if first else None
+        self._provider: Callable[[Atoms], Any] | None = self._new() if first else None
+
+    def _new(self) -> Callable[[Atoms], Any]:
+        return _as_provider(self._build())  # build may give a calculator or a provider
 
     def __call__(self, atoms: Atoms) -> Any:
         if self._provider is None:
-            self._provider = self._build()
+            self._provider = self._new()
         return self._provider(atoms)
 
     def discard(self) -> None:

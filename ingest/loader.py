@@ -171,7 +171,7 @@ class Loader:
     # -- named things -------------------------------------------------------------------------
 
     def level_of_theory(self, name: str | None, **attrs: Any) -> int:
-        name = check_name(name or UNKNOWN_LEVEL, what="level of theory")
+        name = check_name(UNKNOWN_LEVEL if name is None else name, what="level of theory")
         lot = self.s.scalar(select(m.LevelOfTheory).where(m.LevelOfTheory.name == name))
         if lot is None:
             lot = m.LevelOfTheory(name=name, **{k: v for k, v in attrs.items() if v is not None})

@@ -34,14 +34,15 @@ def failures(wh: Warehouse, *, models: Sequence[str] = (), datasets: Sequence[st
     structure); columns :data:`COLUMNS`, sorted by model, dataset and frame."""
     _check_names(wh, m.Model, models, "model")
     _check_names(wh, m.Dataset, datasets, "dataset")
-    base = (select(m.Model.name.label("model"), m.Dataset.name.label("dataset"),
-                   m.Structure.id.label("structure_id"), m.DatasetMember.source_index.label("frame"),
-                   m.Structure.formula, m.Structure.n_atoms)
-            .join(m.DatasetMember, m.DatasetMember.dataset_id == m.Dataset.id)
-            .join(m.Structure, m.Structure.id == m.DatasetMember.structure_id))
-    failed = (base.add_columns(m.Prediction.status, m.Prediction.message)
-              .join(m.Prediction, m.Prediction.structure_id == m.Structure.id)
+    failed = (select(m.Model.name.label("model"), m.Dataset.name.label("dataset"),
+                     m.Structure.id.label("structure_id"),
+                     m.DatasetMember.source_index.label("frame"), m.Structure.formula,
+                     m.Structure.n_atoms, m.Prediction.status, m.Prediction.message)
+              .select_from(m.Prediction)
               .join(m.Model, m.Model.id == m.Prediction.model_id)
+              .join(m.Structure, m.Structure.id == m.Prediction.structure_id)
+              .join(m.DatasetMember, m.DatasetMember.structure_id == m.Structure.id)
+              .join(m.Dataset, m.Dataset.id == m.DatasetMember.dataset_id)
               .where(m.Prediction.status != "ok"))
     if models:
         failed = failed.where(m.Model.name.in_(list(models)))
@@ -61,8 +62,9 @@ def _missing(conn, models: Sequence[str], datasets: Sequence[str]) -> pd.DataFra
     """Members without a prediction, for the (model, dataset) pairs the model has predictions
     on (or every named pair when both are named)."""
     if models and datasets:
-        pairs = select(m.Model.id.label("model_id"), m.Dataset.id.label("dataset_id")).where(
-            m.Model.name.in_(list(models)), m.Dataset.name.in_(list(datasets)))
+        pairs = (select(m.Model.id.label("model_id"), m.Dataset.id.label("dataset_id"))
+                 .join(m.Dataset, m.Dataset.name.in_(list(datasets)))  # every named pair
+                 .where(m.Model.name.in_(list(models))))
     else:
         pairs = (select(m.Prediction.model_id, m.DatasetMember.dataset_id)
                  .join(m.DatasetMember, m.DatasetMember.structure_id == m.Prediction.structure_id)
