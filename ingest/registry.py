@@ -96,12 +96,13 @@ def list_models(wh: Warehouse) -> pd.DataFrame:
         "name": x.name, "family": x.family, "version": x.version, "framework": x.framework,
         "n_parameters": x.n_parameters, "training_data": x.training_data,
         "level_of_theory": levels.get(x.level_of_theory_id), "licence": x.licence,
-        "url": x.url, "doi": x.doi, "file_sha256": x.file_sha256,
-        "predictions": n_pred.get(x.id, 0),
+        "url": x.url, "doi": x.doi, "file_sha256": x.file_sha256, "calculator": x.calculator,
+        "parameters_sha256": x.parameters_sha256, "predictions": n_pred.get(x.id, 0),
     } for x in models]
     return pd.DataFrame(rows, columns=["name", "family", "version", "framework", "n_parameters",
                                        "training_data", "level_of_theory", "licence", "url", "doi",
-                                       "file_sha256", "predictions"])
+                                       "file_sha256", "calculator", "parameters_sha256",
+                                       "predictions"])
 
 
 def show_model(wh: Warehouse, name: str) -> pd.DataFrame:

@@ -13,9 +13,8 @@ from ase.calculators.emt import EMT
 from sqlalchemy import func, select
 
 from ingest.api import ingest_structures
-from ingest.evaluate import Calculators, evaluate_frames
+from ingest.evaluate import evaluate_frames
 from warehouse import models as m
-from warehouse.names import BadName, check_name
 from warehouse.structures import iter_dataset_frames
 
 MO = "mlearn/data/Mo/test.json"
@@ -105,7 +104,11 @@ def test_a_fresh_calculator_after_an_exception_keeps_the_real_reason(wh, cli, sh
     of the 23 Mo structures; every one now carries EMT's own reason."""
     _ingest(cli, shared_data / MO, "mo")
     frames = [f for _, f in iter_dataset_frames(wh, "mo")]
-    for calc in (EMT(), Calculators(EMT)):
+    messages = {p.message for p in evaluate_frames(EMT(), frames)}  # a bare calculator: reset()
+    assert messages == {"NotImplementedError: No EMT-potential for Mo"}
+    from ingest.evaluate import Calculators
+
+    for calc in (Calculators(EMT), Calculators(lambda: (lambda atoms, c=EMT(): c))):
         messages = {p.message for p in evaluate_frames(calc, frames)}
         assert messages == {"NotImplementedError: No EMT-potential for Mo"}
 
@@ -157,6 +160,8 @@ def test_md_timing_says_every_structure_failed(cli, wh, shared_data: Path) -> No
     ("a\tb", "control character"), (" mo", "blanks"),
 ], ids=["empty", "blank", "too-long", "tab", "leading-blank"])
 def test_bad_names_are_refused_everywhere(cli, wh, shared_data: Path, name: str, message: str) -> None:
+    from warehouse.names import BadName, check_name
+
     with pytest.raises(BadName, match=message):
         check_name(name, what="dataset")
     res = cli("ingest", "structures", shared_data / MO, "-d", name, "-l", "PBE")
