@@ -64,18 +64,20 @@ class CalculatorSpec:
         """How messages name the calculator, e.g. "EMT", "NEP (nep.txt)"."""
         files = self.files
         shown = f" ({files[0].name})" if len(files) == 1 else f" ({self.target})" if files else ""
-        return {"emt": "EMT", "eam": "EAM", "nep": "NEP"}.get(self.kind, self.target) + shown
+        return {"emt": "EMT", "eam": "EAM", "nep": "NEP"}.get(self.kind, self.target or self.kind) + shown
 
     @property
     def identity(self) -> str:
         """The calculator as part of a model's binding: its kind, or for ``module:factory`` the
         factory and its arguments, without what depends on the machine (``device``; a file
         argument is named by its file name, its content being bound by sha256)."""
-        if self.kind != "module":
+        if self.kind in SHORT_NAMES:  # the parameters are the files, bound by sha256
             return self.kind
+        target = Path(self.target).name if _is_file(self.target) else self.target
+        head = target if self.kind == "module" else f"{self.kind}:{target}" if target else self.kind
         args = [f"{k}={Path(v).name if _is_file(v) else v}"
                 for k, v in sorted(self.kwargs.items()) if k != "device"]
-        return " ".join([self.target, *args])
+        return " ".join([head, *args])
 
     @property
     def software(self) -> tuple[str, str | None]:

@@ -275,14 +275,16 @@ def _plan(wh: Warehouse, spec: CalculatorSpec, name: str, dataset: str, again: b
     plan = _Plan(members, _stored_status(wh, name, dataset))
     have = spec.elements()
     missing: set[str] = set()
+    n_uncovered = 0
     for sid, f in members:
         if lack := missing_species(f, have):
             missing.update(lack)
+            n_uncovered += 1
             if sid not in plan.stored:
                 plan.refused.append(_refused(f, spec.label, lack))
         elif again or sid not in plan.stored:
             plan.todo.append((sid, f))
-    if len(missing) and all(missing_species(f, have) for _, f in members):
+    if n_uncovered == len(members):
         raise IngestError(
             f"{spec.label} has no parameters for {', '.join(sorted(missing))} (it has"
             f" {', '.join(sorted(have or ()))}); no structure of dataset {dataset!r} can be"

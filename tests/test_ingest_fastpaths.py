@@ -272,7 +272,9 @@ def test_structures_and_predictions_report_progress(wh, tmp_path) -> None:
         frames.append(a)
     path = tmp_path / "ni.xyz"
     write(path, frames, format="extxyz")
-    for ingest, kwargs in ((ingest_structures, {"dataset": "ni"}), (ingest_predictions, {"model": "emt"})):
+    # the same file as predictions: equal to the references, so stored only with force
+    for ingest, kwargs in ((ingest_structures, {"dataset": "ni"}),
+                           (ingest_predictions, {"model": "emt", "force": True})):
         calls = []
         ingest(wh, path, progress=lambda s, a: calls.append((s, a)), **kwargs)
         assert calls and tuple(map(sum, zip(*calls))) == (12, 12 * 32)
