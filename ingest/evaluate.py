@@ -280,7 +280,7 @@ def _plan(wh: Warehouse, spec: CalculatorSpec, name: str, dataset: str, again: b
         if lack := missing_species(f, have):
             missing.update(lack)
             n_uncovered += 1
-            if sid not in plan.stored:
+            if again or sid not in plan.stored:
                 plan.refused.append(_refused(f, spec.label, lack))
         elif again or sid not in plan.stored:
             plan.todo.append((sid, f))
@@ -447,34 +447,39 @@ def run_evaluate(
                      " times the whole dataset")
     if not preds and not records:
         return EvaluateResult(_nothing_to_do(spec, name, dataset, plan, notes), hw, clock, md)
-    files = spec.files
     attrs = spec.model_attrs() | ({"version": version} if version else {})
     with ingest_run(wh, kind="evaluate", source=f"{spec.text} on dataset {dataset}",
                     source_sha256=binding.sha256, argv=argv) as ld:
         model_id = bound_model(ld, name, binding, what="this evaluate", **attrs)
         ld.add_predictions(model_id, preds, path=f"dataset {dataset}")
         add_timings(ld, records, model_id=model_id)
-        ld.summary.notes.append(
-            f"{spec.text} on {dataset}: {len(preds)} structures ({n_failed} failed"
-            + (f", {len(plan.refused)} of them for species without parameters" if plan.refused
-               else "") + f"), {clock.n_atoms} atoms, {clock.seconds:.3f} s in the calculator;"
-            f" hardware {hw.label}")
-        if len(preds) < len(plan.members):
-            ld.summary.notes.append(f"{len(plan.members) - len(preds)} structures already had"
-                                    f" predictions of {name!r}")
-        if n_failed:
-            ld.summary.notes.append(f"`warehouse failures --model {name} --dataset {dataset}`"
-                                    " lists the failures with their reasons")
-        for r in md:
-            ld.summary.notes.append(
-                f"MD {r.composition} ({r.n_atoms} atoms): " + (
-                    f"{r.n_steps} steps in {r.wall_s:.3f} s = {r.atom_steps_per_s:.4g} atom-steps/s"
-                    if r.wall_s else f"failed: {r.message}"))
-        ld.summary.notes.extend(notes)
-        if files:
-            ld.summary.notes.append("model files: " + ", ".join(map(str, files[:3]))
-                                    + (" ..." if len(files) > 3 else ""))
+        ld.summary.notes += _notes(spec, name, dataset, plan, preds, clock, hw, md) + notes
     return EvaluateResult(ld.summary, hw, clock, md)
+
+
+def _notes(spec: CalculatorSpec, name: str, dataset: str, plan: _Plan,
+           preds: list[PredictionFrame], clock: EvalClock, hw: Hardware,
+           md: list[MDTiming]) -> list[str]:
+    """What an evaluate run tells its user beside the counts."""
+    n_failed = sum(p.status != "ok" for p in preds)
+    out = [f"{spec.text} on {dataset}: {len(preds)} structures ({n_failed} failed"
+           + (f", {len(plan.refused)} of them for species without parameters" if plan.refused
+              else "") + f"), {clock.n_atoms} atoms, {clock.seconds:.3f} s in the calculator;"
+           f" hardware {hw.label}"]
+    if len(preds) < len(plan.members):
+        out.append(f"{len(plan.members) - len(preds)} structures already had predictions of"
+                   f" {name!r}")
+    if n_failed:
+        out.append(f"`warehouse failures --model {name} --dataset {dataset}` lists the failures"
+                   " with their reasons")
+    for r in md:
+        out.append(f"MD {r.composition} ({r.n_atoms} atoms): " + (
+            f"{r.n_steps} steps in {r.wall_s:.3f} s = {r.atom_steps_per_s:.4g} atom-steps/s"
+            if r.wall_s else f"failed: {r.message}"))
+    if files := spec.files:
+        out.append("model files: " + ", ".join(map(str, files[:3]))
+                   + (" ..." if len(files) > 3 else ""))
+    return out
 
 
 def _inference_record(spec: CalculatorSpec, hw: Hardware, clock: EvalClock, *, dataset: str,
