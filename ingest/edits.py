@@ -257,10 +257,7 @@ def remove_dataset(wh: Warehouse, name: str, *, dry_run: bool = False) -> Remova
         _delete_in(s, m.PredictionElementError, m.PredictionElementError.reference_id, refs)
         _delete_in(s, m.PredictionError, m.PredictionError.reference_id, refs)
         out.counts["references"] = _delete_in(s, m.Reference, m.Reference.id, refs)
-        preds = _ids(s, select(m.Prediction.id).where(m.Prediction.structure_id.in_(only))) \
-            if len(only) <= IN_CHUNK else sorted(
-                {i for c in _chunks(only) for i in s.scalars(
-                    select(m.Prediction.id).where(m.Prediction.structure_id.in_(c)))})
+        preds = sorted(set(_chunked_scalars(s, m.Prediction.id, m.Prediction.structure_id, only)))
         files |= _remove_predictions(s, preds, out)
         files |= set(_chunked_scalars(s, m.AtomGrades.lake_file_id, m.AtomGrades.structure_id, only))
         out.counts["atom grades"] = _delete_in(s, m.AtomGrades, m.AtomGrades.structure_id, only)

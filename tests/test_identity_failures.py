@@ -12,7 +12,6 @@ import pytest
 from ase.calculators.emt import EMT
 from sqlalchemy import func, select
 
-from ingest.api import ingest_structures
 from ingest.evaluate import evaluate_frames
 from warehouse import models as m
 from warehouse.structures import iter_dataset_frames
