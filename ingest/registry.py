@@ -121,6 +121,10 @@ def show_model(wh: Warehouse, name: str) -> pd.DataFrame:
                                 .where(m.Prediction.model_id == x.id)
                                 .group_by(m.Prediction.status)).all())
         n_timings = s.scalar(select(func.count()).select_from(m.Timing).where(m.Timing.model_id == x.id))
+        base = name.split("@")[0]  # NAME@VERSION: the versions of one model (ingest.binding)
+        versions = [n for n in s.scalars(select(m.Model.name).where(
+            (m.Model.name == base) | m.Model.name.startswith(base + "@", autoescape=True)).order_by(m.Model.name))
+            if n != name]
     b = Binding.of_model(x)
     rows = [("name", x.name), *((f, getattr(x, f)) for f in MODEL_FIELDS if f != "file_sha256"),
             ("level_of_theory", level.name if level else None),
@@ -128,5 +132,5 @@ def show_model(wh: Warehouse, name: str) -> pd.DataFrame:
             ("parameters_sha256", b.sha256)]
     rows += [(f"parameter file {n or '?'}", sha) for n, sha in b.parameters]
     rows += [("predictions ok", status.get("ok", 0)), ("predictions failed", status.get("failed", 0)),
-             ("timings", n_timings)]
+             ("timings", n_timings), ("other versions", ", ".join(versions) or None)]
     return pd.DataFrame([(k, "" if v is None else str(v)) for k, v in rows], columns=["field", "value"])

@@ -71,6 +71,7 @@ def test_another_parameter_file_under_a_bound_name_is_refused(cli, wh, shared_da
     assert fields["version"] == "4-4-30" and fields["calculator"] == "nep"
     assert fields["parameters_sha256"] == sha256_file(shared_data / V4430)
     assert fields["parameter file nep.txt"] == sha256_file(shared_data / V4430)
+    assert fields["other versions"] == "unep-v1"
     # the same file again under the first name is accepted (nothing new to evaluate)
     res = cli("evaluate", "-m", "unep-v1", "-c", f"nep:{shared_data / UNEP}", "-d", "mo",
               "--md-steps", "0")
