@@ -30,8 +30,8 @@ def write_report(out: Path, figs: Path, *, env: dict[str, str], run: Callable[..
 
     per_dataset = table("per_dataset", "leaderboard", *OFFSET)
     per_dataset_raw = table("per_dataset_raw", "leaderboard")
-    per_element = table("per_element", "leaderboard", "--by", "element", *OFFSET, "--metric",
-                        "force_rmse")
+    per_element = table("per_element", "leaderboard", "--pool", "--by", "element", *OFFSET,
+                        "--metric", "force_rmse")
     ranking = table("ranking_pooled", "leaderboard", "--pool", *OFFSET, "--metric", "force_rmse")
     pareto = table("pareto_force", "pareto", "--metric", "force-rmse", *ds_args)
     cmd("plot", "pareto", "--metric", "force-rmse", *ds_args, "--out", str(figs / "pareto_force.png"))
@@ -110,7 +110,7 @@ Without the offset (raw energies):
 
 {per_dataset_raw}
 
-## Errors per element (force RMSE ranking inside each element)
+## Errors per element (all sets pooled; structures containing the element)
 
 {per_element}
 
