@@ -70,7 +70,8 @@ def child(url: str, lake: str, model: str, calc: str, dataset: str, batch: int) 
 
     provider = parse_calculator_spec(calc).provider("cpu")
     warm = [bulk("Cu", "fcc", a=3.6), bulk("W", "bcc", a=3.2)]
-    provider.predict_batch(warm)
+    if hasattr(provider, "predict_batch"):
+        provider.predict_batch(warm)
     provider(warm[0]).get_forces(warm[0])
     wh = open_warehouse(url, lake)
     name = f"{model}-b{batch}-{dataset}"
@@ -89,6 +90,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200, help="Structures in the dataset.")
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--memory-n", type=int, default=5000,
+                    help="Structures of the memory rows (EMT, and CHGNet batched if --memory-umlip).")
+    ap.add_argument("--memory-umlip", action="store_true", help="Also CHGNet batched on --memory-n.")
+    ap.add_argument("--only-memory", action="store_true", help="Only the memory rows.")
     ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -100,10 +105,16 @@ def main() -> None:
     from warehouse import migrate, open_warehouse  # noqa: F401  (creates the schema on first use)
 
     quarter = max(1, a.n // 4)
-    for n in (a.n, quarter):
+    for n in sorted({a.n, quarter, a.memory_n}):
         make_dataset(url, lake, n, work)
     runs = [(mdl, calc, f"cells{a.n}", b) for mdl, calc in MODELS.items() for b in (1, a.batch_size)]
     runs.append(("chgnet-0.3.0", MODELS["chgnet-0.3.0"], f"cells{quarter}", a.batch_size))
+    if a.only_memory:
+        runs = []
+    # memory: the same streaming path with a cheap calculator, on 1/50 and all of --memory-n
+    runs += [("emt", "emt", f"cells{n}", 1) for n in sorted({quarter, a.memory_n})]
+    if a.memory_umlip:
+        runs.append(("chgnet-0.3.0", MODELS["chgnet-0.3.0"], f"cells{a.memory_n}", a.batch_size))
     rows = []
     for mdl, calc, ds, b in runs:
         done = subprocess.run([sys.executable, __file__, "--child", url, lake, mdl, calc, ds, str(b)],
