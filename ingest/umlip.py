@@ -18,6 +18,7 @@ calculators on the same loaded model.
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,6 +30,8 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from ingest.calculators import CalculatorError
+from warehouse.hashing import sha256_file
+from warehouse.units import EV_PER_A3_TO_GPA
 
 FAMILIES = ("chgnet", "sevennet")
 DTYPE = "float32"
@@ -225,8 +228,6 @@ class UMLIP:
             return model.to(self.device).eval()
         from sevenn.util import load_checkpoint
 
-        import warnings
-
         with warnings.catch_warnings():  # "no tensor-product accelerator": known, CPU path
             warnings.simplefilter("ignore", UserWarning)
             model = load_checkpoint(str(self.spec.weights_path)).build_model()
@@ -243,8 +244,6 @@ class UMLIP:
             from chgnet.model.dynamics import CHGNetCalculator
 
             return CHGNetCalculator(model=self.model, use_device=self.device)
-        import warnings
-
         from sevenn.calculator import SevenNetCalculator
 
         with warnings.catch_warnings():
@@ -308,8 +307,6 @@ class UMLIP:
         # SevenNet's stress: eV/Å^3, sign opposite to ASE's, order xx yy zz xy yz zx
         stress = -out[KEY.PRED_STRESS].detach().cpu().numpy().reshape(len(batch), 6)
         stress = stress[:, [0, 1, 2, 4, 5, 3]]
-        from warehouse.units import EV_PER_A3_TO_GPA
-
         return [Result(float(e), f.numpy().astype(np.float64),
                        s.astype(np.float64) * EV_PER_A3_TO_GPA if a.pbc.all() else None)
                 for a, e, f, s in zip(batch, energies, forces, stress, strict=True)]
@@ -334,6 +331,17 @@ def loaded(spec: UMLIPSpec, device: str = "cpu") -> UMLIP:
     return _LOADED[key]
 
 
+def _any_loaded(spec: UMLIPSpec) -> UMLIP:
+    """The model of ``spec`` on whichever device it was loaded, else loaded on the CPU."""
+    return next((m for (s, _), m in _LOADED.items() if s == spec), None) or loaded(spec, "cpu")
+
+
+def declared(spec: UMLIPSpec) -> tuple[frozenset[str], tuple[Path, ...]]:
+    """(elements the model has parameters for, its weights files): what a species pre-flight
+    and a model's binding to its parameter files need, before any structure is evaluated."""
+    return _any_loaded(spec).elements, (spec.weights_path,)
+
+
 def _dist_version(dist: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -355,10 +363,8 @@ def model_attrs(spec: UMLIPSpec) -> dict[str, Any]:
     ``level_of_theory`` is (name, attributes) of the training data's DFT setting; the caller
     turns it into a ``levels_of_theory`` row.
     """
-    from warehouse.hashing import sha256_file
-
     card = spec.card
-    model = next((m for (s, _), m in _LOADED.items() if s == spec), None) or loaded(spec, "cpu")
+    model = _any_loaded(spec)
     return {
         "family": card.family, "version": card.version + (f" ({spec.modal})" if spec.modal else ""),
         "framework": f"torch {_dist_version('torch')}", "n_parameters": model.n_parameters,

@@ -25,7 +25,7 @@ pytest.importorskip("sevenn", reason="the umlip extra is not installed")
 from ingest.api import ingest_structures  # noqa: E402
 from ingest.calculators import CalculatorError, parse_calculator_spec  # noqa: E402
 from ingest.evaluate import run_evaluate  # noqa: E402
-from ingest.umlip import UMLIPError, loaded, resolve_device  # noqa: E402
+from ingest.umlip import UMLIPError, declared, loaded, resolve_device  # noqa: E402
 from warehouse import models as m  # noqa: E402
 from warehouse.hashing import sha256_file  # noqa: E402
 from warehouse.units import ase_stress_to_gpa  # noqa: E402
@@ -125,11 +125,13 @@ def test_model_row_and_timings_say_what_ran(wh, tiny) -> None:
     assert row.file_sha256 == sha256_file(spec.files[0])
     assert row.extra["dtype"] == "float32" and "Cu" in row.extra["elements"]
     assert Path(row.extra["weights"]) == spec.files[0]
+    elements, files = declared(spec.umlip)  # for a species pre-flight and the model's binding
+    assert len(elements) == 94 and "Pu" in elements and files == (spec.files[0],)
     by_task = {t.task: t for t in timings}
     inference, md = by_task["inference"], by_task["md"]
     assert inference.precision == md.precision == "float32"
     assert inference.software.startswith("chgnet (torch ") and inference.software_version
-    assert inference.extra["batch_size"] == 2 and inference.extra["device"] == "cpu"
+    assert inference.extra["batch_size"] == 2 and inference.extra["device"] == resolve_device("auto")
     assert inference.n_atoms == sum(len(a) for a in tiny) and inference.wall_s > 0
     assert md.n_steps == 3 and md.wall_s > 0
 
