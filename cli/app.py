@@ -107,6 +107,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "leaderboard": ("cli.leaderboard", "leaderboard"), "check": ("cli.app", "check"),
     "md": ("cli.md", "app"), "properties": ("cli.properties", "properties"),  # issue 7
     "dataset": ("cli.datasets", "app"), "failures": ("cli.failures", "failures"),  # issue 16
+    "sql": ("cli.sql", "sql"), "report": ("cli.report", "report"),
 }
 
 

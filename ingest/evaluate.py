@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import pickle
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ from ase.data import chemical_symbols
 from ase.formula import Formula
 from ase.md import velocitydistribution as _vd
 from ase.md.verlet import VelocityVerlet
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ingest.binding import Binding, bound_model, precheck, versioned_name
 from ingest.calculators import CalculatorSpec, parse_calculator_spec
@@ -39,7 +41,7 @@ from ingest.loader import IngestSummary, ingest_run
 from ingest.timings import TimingRecord, add_timings
 from warehouse import models as m
 from warehouse.core import Warehouse
-from warehouse.errors import IngestError
+from warehouse.errors import IngestError, NotFound
 from warehouse.names import check_name
 from warehouse.records import Frame, Labels, PredictionFrame
 from warehouse.structures import iter_dataset_frames
@@ -83,7 +85,13 @@ class Calculators:
     ``AttributeError: 'EMT' object has no attribute 'nl'``, hiding the real reason. ``build``
     makes an ASE calculator (e.g. ``EMT``) or a provider ``atoms -> calculator`` (e.g.
     ``CalculatorSpec.provider``).
+
+    What a provider offers beside the call (:data:`PASSED_THROUGH`: a uMLIP's batched path and
+    its species check) is offered here too, always on the current provider, so wrapping one
+    does not turn batching off.
     """
+
+    PASSED_THROUGH = ("predict_batch", "check_species")
 
     def __init__(self, build: Callable[[], Callable[[Atoms], Any]], *, first: bool = True) -> None:
         self._build = build
@@ -94,10 +102,20 @@ class Calculators:
     def _new(self) -> Callable[[Atoms], Any]:
         return _as_provider(self._build())  # build may give a calculator or a provider
 
-    def __call__(self, atoms: Atoms) -> Any:
+    def _current(self) -> Callable[[Atoms], Any]:
         if self._provider is None:
             self._provider = self._new()
-        return self._provider(atoms)
+        return self._provider
+
+    def __call__(self, atoms: Atoms) -> Any:
+        return self._current()(atoms)
+
+    def __getattr__(self, name: str) -> Any:
+        # only for names not found the ordinary way; getattr(calcs, name, None) is None when
+        # the provider has no such method
+        if name not in Calculators.PASSED_THROUGH or getattr(self._current(), name, None) is None:
+            raise AttributeError(name)
+        return lambda *args, **kwargs: getattr(self._current(), name)(*args, **kwargs)
 
     def discard(self) -> None:
         """Forget the current calculator: the next structure gets a new one."""
@@ -113,48 +131,109 @@ def _after_exception(pick: Callable[[Atoms], Any], calc: Any) -> None:
 
 def evaluate_frames(
     calc: Any, frames: Iterable[Frame], *, clock: EvalClock | None = None, stress: bool = True,
+    batch_size: int = 1,
 ) -> Iterator[PredictionFrame]:
     """Yield one prediction per frame: energy, forces, and stress where the system is periodic.
 
     ``calc`` is an ASE calculator, a function ``atoms -> calculator`` or :class:`Calculators`
     (which gives a new calculator after an exception; a bare ASE calculator is ``reset()``
-    instead). The calculator is
-    called with the structure (``calc.get_forces(atoms)``) rather than attached to it: attaching
+    instead). The calculator is called with the structure (``calc.get_forces(atoms)``) rather than attached to it: attaching
     (``atoms.calc = calc``) resets some calculators' state per structure (calorine's CPUNEP
     re-reads its model file, 50-100x the cost of evaluating a small cell).
+
+    With ``batch_size`` > 1 and a provider that has ``predict_batch`` (the uMLIPs of
+    :mod:`ingest.umlip`), frames go to the model ``batch_size`` at a time; a batch that raises
+    is evaluated again one structure at a time, so each failure carries its own reason.
     """
     clock = clock if clock is not None else EvalClock()
     pick = calc if isinstance(calc, Calculators) else _as_provider(calc)
-    for frame in frames:
-        atoms = frame_to_atoms(frame)
-        t0 = time.perf_counter()
-        try:
-            c = pick(atoms)
-            energy = float(c.get_potential_energy(atoms))
-            forces = np.array(c.get_forces(atoms), dtype=np.float64)
-            s = None
-            if stress and atoms.pbc.all():
-                try:
-                    s = ase_stress_to_gpa(c.get_stress(atoms))
-                except PropertyNotImplementedError:
-                    s = None
-            labels = Labels(energy=energy, forces=forces, stress=s)
-            status, message = "ok", None
-            if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
-                labels, status, message = Labels(), "failed", "calculator returned NaN or inf"
-        except Exception as exc:  # any calculator error is recorded against this structure
-            labels, status = Labels(), "failed"
-            message = f"{type(exc).__name__}: {exc}"[:2000]
-            _after_exception(pick, calc)
-        dt = time.perf_counter() - t0
-        clock.seconds += dt
-        clock.n_atoms += frame.n_atoms
-        clock.n_structures += 1
-        clock.per_structure.append(dt)
-        yield PredictionFrame(
-            frame=Frame(frame.numbers, frame.positions, frame.cell, frame.pbc, frame.index, labels),
-            status=status, message=message,
-        )
+    frames = iter(frames)
+    if (head := next(frames, None)) is None:
+        return  # nothing to evaluate: a lazy Calculators is not built just to ask about batches
+    frames = itertools.chain([head], frames)
+    batched = getattr(pick, "predict_batch", None) if batch_size > 1 else None
+    if batched is None:
+        for frame in frames:
+            yield _evaluate_one(pick, frame, clock, stress)
+        return
+    for chunk in _chunks(frames, batch_size):
+        yield from _evaluate_batch(batched, pick, chunk, clock, stress)
+
+
+def _chunks(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
+    it = iter(frames)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def _labels_or_failure(energy: float, forces: np.ndarray, s: np.ndarray | None) -> tuple[Labels, str, str | None]:
+    if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
+        return Labels(), "failed", "calculator returned NaN or inf"
+    return Labels(energy=energy, forces=forces, stress=s), "ok", None
+
+
+def _prediction(frame: Frame, labels: Labels, status: str, message: str | None) -> PredictionFrame:
+    return PredictionFrame(
+        frame=Frame(frame.numbers, frame.positions, frame.cell, frame.pbc, frame.index, labels),
+        status=status, message=message,
+    )
+
+
+def _evaluate_batch(batched: Callable[[list[Atoms]], list[Any]], pick: Callable[[Atoms], Any],
+                    chunk: list[Frame], clock: EvalClock, stress: bool) -> Iterator[PredictionFrame]:
+    atoms = [frame_to_atoms(f) for f in chunk]
+    t0 = time.perf_counter()
+    try:
+        # results come back as numpy arrays, copied off the device: the clock is read after
+        # the device finished (a CUDA copy to the host synchronises)
+        results = batched(atoms)
+    except Exception:  # retried one at a time below: each structure gets its own reason
+        results = None
+    dt = time.perf_counter() - t0
+    if results is None:
+        clock.seconds += dt  # the failed attempt was spent too
+        for frame in chunk:
+            yield _evaluate_one(pick, frame, clock, stress)
+        return
+    n_atoms = sum(f.n_atoms for f in chunk)
+    clock.seconds += dt
+    clock.n_atoms += n_atoms
+    clock.n_structures += len(chunk)
+    for frame, r in zip(chunk, results, strict=True):
+        clock.per_structure.append(dt * frame.n_atoms / max(n_atoms, 1))  # a batch's share
+        s = r.stress_gpa if stress and frame.pbc.all() else None
+        yield _prediction(frame, *_labels_or_failure(r.energy, r.forces, s))
+
+
+def _evaluate_one(pick: Callable[[Atoms], Any], frame: Frame, clock: EvalClock,
+                  stress: bool) -> PredictionFrame:
+    atoms = frame_to_atoms(frame)
+    c = None
+    t0 = time.perf_counter()
+    try:
+        c = pick(atoms)
+        check = getattr(pick, "check_species", None)
+        if check is not None:  # a uMLIP names the element it lacks (the model may not)
+            check(atoms)
+        energy = float(c.get_potential_energy(atoms))
+        forces = np.array(c.get_forces(atoms), dtype=np.float64)
+        s = None
+        if stress and atoms.pbc.all():
+            try:
+                s = ase_stress_to_gpa(c.get_stress(atoms))
+            except PropertyNotImplementedError:
+                s = None
+        labels, status, message = _labels_or_failure(energy, forces, s)
+    except Exception as exc:  # any calculator error is recorded against this structure
+        labels, status = Labels(), "failed"
+        message = f"{type(exc).__name__}: {exc}"[:2000]
+        _after_exception(pick, c)
+    dt = time.perf_counter() - t0
+    clock.seconds += dt
+    clock.n_atoms += frame.n_atoms
+    clock.n_structures += 1
+    clock.per_structure.append(dt)
+    return _prediction(frame, labels, status, message)
 
 
 # -- MD timing -------------------------------------------------------------------------------
@@ -242,6 +321,41 @@ class EvaluateResult:
     md: list[MDTiming]
 
 
+class _Spool:
+    """Predictions written to a temporary file as they are made and read back for the ingest.
+
+    Evaluation then holds one batch in memory however large the dataset, and no database
+    transaction is open while the model runs (an open SQLite write would block every other
+    ingest for the whole evaluation). The file is this process's own, so pickle is safe here.
+    """
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile(prefix="warehouse-evaluate-")
+        self.n_written = 0
+        self.n_failed = 0
+        self.first_failure: str | None = None  # the first failed prediction's message
+        self.first_ok_periodic: Frame | None = None  # a candidate MD cell
+
+    def write(self, preds: Iterable[PredictionFrame]) -> None:
+        for p in preds:
+            self.n_written += 1
+            if p.status != "ok":
+                self.n_failed += 1
+                if self.first_failure is None:
+                    self.first_failure = p.message
+            elif self.first_ok_periodic is None and p.frame.pbc.all():
+                self.first_ok_periodic = p.frame
+            pickle.dump(p, self.file, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def read(self) -> Iterator[PredictionFrame]:
+        self.file.seek(0)
+        while True:
+            try:
+                yield pickle.load(self.file)
+            except EOFError:
+                return
+
+
 def missing_species(frame: Frame, have: frozenset[str] | None) -> list[str]:
     """The species of ``frame`` outside ``have`` (the calculator's declared elements; None: it
     does not declare them, so nothing is missing)."""
@@ -258,38 +372,56 @@ def _refused(frame: Frame, label: str, missing: list[str]) -> PredictionFrame:
 
 @dataclass
 class _Plan:
-    """What one ``warehouse evaluate`` does, decided before any calculator runs."""
+    """What one ``warehouse evaluate`` does, decided structure by structure as the dataset
+    streams past (:meth:`todo`), so the dataset is never held in memory: a structure with a
+    prediction of the model is skipped (unless ``again``), one with a species the calculator
+    declares no parameters for is refused (a failed prediction, straight to the spool), the
+    rest are evaluated. Only the ids of the stored predictions are read up front."""
 
-    members: list[tuple[int, Frame]]
     stored: dict[int, str]  # structure id -> status of the model's stored prediction
-    todo: list[tuple[int, Frame]] = field(default_factory=list)  # (structure id, frame) to evaluate
-    refused: list[PredictionFrame] = field(default_factory=list)  # species without parameters
+    have: frozenset[str] | None  # the calculator's declared elements
+    label: str
+    again: bool  # every structure again (--timing always: a whole-dataset inference timing)
+    n_members: int = 0
+    n_todo: int = 0
+    n_refused: int = 0
+    n_skipped: int = 0  # already had a prediction
+    n_uncovered: int = 0
+    missing: set[str] = field(default_factory=set)
+    first_ok_stored: Frame | None = None  # first periodic member with a stored ok prediction
+
+    def todo(self, members: Iterable[tuple[int, Frame]], spool: _Spool) -> Iterator[Frame]:
+        for sid, f in members:
+            self.n_members += 1
+            lack = missing_species(f, self.have)
+            if lack:
+                self.missing.update(lack)
+                self.n_uncovered += 1
+            if (self.first_ok_stored is None and self.stored.get(sid) == "ok"
+                    and f.pbc.all()):
+                self.first_ok_stored = f
+            if not self.again and sid in self.stored:
+                self.n_skipped += 1
+            elif lack:
+                self.n_refused += 1
+                spool.write([_refused(f, self.label, lack)])
+            else:
+                self.n_todo += 1
+                yield f
+
+    @property
+    def whole(self) -> bool:
+        """Every member evaluated or refused in this run (an inference timing of the dataset)."""
+        return self.n_skipped == 0
 
 
-def _plan(wh: Warehouse, spec: CalculatorSpec, name: str, dataset: str, again: bool) -> _Plan:
-    """Pre-flight: the species check, and which structures lack a prediction of ``name``
-    (all of them again with ``again``, for a whole-dataset inference timing)."""
-    members = list(iter_dataset_frames(wh, dataset))
-    if not members:
-        raise IngestError(f"dataset {dataset!r} has no structures")
-    plan = _Plan(members, _stored_status(wh, name, dataset))
-    have = spec.elements()
-    missing: set[str] = set()
-    n_uncovered = 0
-    for sid, f in members:
-        if lack := missing_species(f, have):
-            missing.update(lack)
-            n_uncovered += 1
-            if again or sid not in plan.stored:
-                plan.refused.append(_refused(f, spec.label, lack))
-        elif again or sid not in plan.stored:
-            plan.todo.append((sid, f))
-    if n_uncovered == len(members):
-        raise IngestError(
-            f"{spec.label} has no parameters for {', '.join(sorted(missing))} (it has"
-            f" {', '.join(sorted(have or ()))}); no structure of dataset {dataset!r} can be"
-            " evaluated, so nothing was stored")
-    return plan
+def _n_members(wh: Warehouse, dataset: str) -> int:
+    with wh.session() as s:
+        ds = s.scalar(select(m.Dataset.id).where(m.Dataset.name == dataset))
+        if ds is None:
+            raise NotFound(f"no dataset named {dataset!r}; `warehouse info` lists them")
+        return int(s.scalar(select(func.count()).select_from(m.DatasetMember)
+                            .where(m.DatasetMember.dataset_id == ds)) or 0)
 
 
 def _stored_status(wh: Warehouse, model: str, dataset: str) -> dict[int, str]:
@@ -303,9 +435,10 @@ def _stored_status(wh: Warehouse, model: str, dataset: str) -> dict[int, str]:
             .where(m.Model.name == model, m.Dataset.name == dataset)).all())
 
 
-def _md_cell(plan: _Plan, evaluated: list[PredictionFrame], cell: str | Path | None,
+def _md_cell(plan: _Plan, spool: _Spool, cell: str | Path | None,
              model: str) -> tuple[Atoms | None, str]:
-    """The MD cell and where it came from, or (None, why there is none)."""
+    """The MD cell and where it came from, or (None, why there is none): a given file, else the
+    first periodic member (in dataset order) whose prediction, stored or made now, is ok."""
     if cell is not None:
         from ase.io import read
 
@@ -314,13 +447,12 @@ def _md_cell(plan: _Plan, evaluated: list[PredictionFrame], cell: str | Path | N
         except Exception as exc:
             raise IngestError(f"cannot read the MD cell: {exc}", path=str(cell)) from None
         return atoms, str(cell)
-    ok_now = {sid for (sid, _), p in zip(plan.todo, evaluated, strict=True) if p.status == "ok"}
-    for sid, f in plan.members:
-        if f.pbc.all() and (plan.stored.get(sid) == "ok" or sid in ok_now):
-            return frame_to_atoms(f), f"dataset frame {f.index}"
-    failed = [p for p in plan.refused + evaluated if p.status != "ok"]
-    if failed and not ok_now and "ok" not in plan.stored.values():
-        return None, (f"every structure failed (first reason: {failed[0].message});"
+    found = [f for f in (plan.first_ok_stored, spool.first_ok_periodic) if f is not None]
+    if found:
+        f = min(found, key=lambda f: f.index)
+        return frame_to_atoms(f), f"dataset frame {f.index}"
+    if spool.n_failed and spool.n_failed == spool.n_written and "ok" not in plan.stored.values():
+        return None, (f"every structure failed (first reason: {spool.first_failure});"
                       f" `warehouse failures --model {model}` lists them")
     return None, "no periodic structure of the dataset evaluated cleanly; pass --cell FILE"
 
@@ -392,6 +524,7 @@ def run_evaluate(
     calculator: str,
     dataset: str,
     device: str = "cpu",
+    batch_size: int = 1,
     md_steps: int = DEFAULT_MD_STEPS,
     warmup_steps: int = DEFAULT_WARMUP_STEPS,
     sizes: Sequence[int] = (),
@@ -409,27 +542,60 @@ def run_evaluate(
     hardware, and records the inference timing only for a pass over the whole dataset;
     ``always`` evaluates every structure again and measures everything; ``never`` measures
     nothing.
+
+    The dataset is streamed through the plan's filter and the calculator into a spool file
+    (:class:`_Spool`), so peak memory does not grow with the dataset; the ingest then reads
+    the spool back.
     """
     spec = parse_calculator_spec(calculator)
     if timing not in TIMING_MODES:
         raise IngestError(f"--timing {timing!r}: use one of {', '.join(TIMING_MODES)}")
-    if md_steps < 0 or warmup_steps < 0 or any(n <= 0 for n in sizes):
-        raise IngestError("--md-steps, --warmup and --sizes must be positive")
+    if md_steps < 0 or warmup_steps < 0 or batch_size < 1 or any(n <= 0 for n in sizes):
+        raise IngestError("--md-steps, --warmup, --batch-size and --sizes must be positive")
     name = versioned_name(model, version)
     check_name(dataset, what="dataset")
+    device = spec.resolve_device(device)
     binding = Binding.of_files(spec.files, spec.identity)
     precheck(wh, name, binding, what="this evaluate")  # refused before any calculator runs
-    plan = _plan(wh, spec, name, dataset, again=timing == "always")
-    hw = detect_hardware(device)
-    calcs = Calculators(lambda: spec.provider(device), first=bool(plan.todo))
+    n_members = _n_members(wh, dataset)
+    if not n_members:
+        raise IngestError(f"dataset {dataset!r} has no structures")
+    again = timing == "always"
+    plan = _Plan(_stored_status(wh, name, dataset), spec.elements(), spec.label, again)
+    # built now (a spec that cannot build fails the command) unless nothing can need it
+    calcs = Calculators(lambda: spec.provider(device), first=again or n_members > len(plan.stored))
     clock = EvalClock()
-    evaluated = list(evaluate_frames(calcs, [f for _, f in plan.todo], clock=clock))
-    preds = plan.refused + evaluated
+    spool = _Spool()
+    try:
+        reset_peak_memory(device)
+        spool.write(evaluate_frames(calcs, plan.todo(iter_dataset_frames(wh, dataset), spool),
+                                    clock=clock, batch_size=batch_size))
+        if plan.n_uncovered == plan.n_members:
+            raise IngestError(
+                f"{spec.label} has no parameters for {', '.join(sorted(plan.missing))} (it has"
+                f" {', '.join(sorted(plan.have or ()))}); no structure of dataset {dataset!r} can"
+                " be evaluated, so nothing was stored")
+        return _finish(wh, spec, calcs, plan, spool, clock, name=name, dataset=dataset,
+                       device=device, batch_size=batch_size, md_steps=md_steps,
+                       warmup_steps=warmup_steps, sizes=sizes, cell=cell, timing=timing,
+                       version=version, binding=binding, argv=argv)
+    finally:
+        spool.file.close()
+
+
+def _finish(wh: Warehouse, spec: CalculatorSpec, calcs: Calculators, plan: _Plan, spool: _Spool,
+            clock: EvalClock, *, name: str, dataset: str, device: str, batch_size: int,
+            md_steps: int, warmup_steps: int, sizes: Sequence[int], cell: str | Path | None,
+            timing: str, version: str | None, binding: Binding,
+            argv: list[str] | None) -> EvaluateResult:
+    """After the stream: MD timings, the inference record, and the one ingest of it all."""
+    inference_peak = peak_memory_mb(device)
+    hw = detect_hardware(device)
     notes: list[str] = []
     md: list[MDTiming] = []
     source = ""
     if md_steps and timing != "never":
-        atoms, source = _md_cell(plan, evaluated, cell, name)
+        atoms, source = _md_cell(plan, spool, cell, name)
         if atoms is None:
             notes.append(f"MD timing skipped: {source}")
         else:
@@ -437,38 +603,41 @@ def run_evaluate(
                          steps=md_steps, warmup=warmup_steps, device=device, timing=timing,
                          notes=notes)
     records = _md_records(spec, hw, md, source=source, dataset=dataset, scaling=bool(sizes))
-    n_failed = sum(p.status != "ok" for p in preds)
-    whole = len(plan.todo) + len(plan.refused) == len(plan.members)
-    if timing != "never" and whole:
-        records.insert(0, _inference_record(spec, hw, clock, dataset=dataset, n_failed=n_failed))
-    elif timing != "never" and plan.todo:
-        notes.append(f"inference timing not recorded: {len(plan.todo)} of {len(plan.members)}"
+    batched = batch_size > 1 and clock.n_structures > 0 and hasattr(calcs, "predict_batch")
+    if timing != "never" and plan.whole:
+        records.insert(0, _inference_record(
+            spec, hw, clock, dataset=dataset, n_failed=spool.n_failed, device=device,
+            batch_size=batch_size if batched else 1, peak_memory_mb=inference_peak))
+    elif timing != "never" and plan.n_todo:
+        notes.append(f"inference timing not recorded: {plan.n_todo} of {plan.n_members}"
                      " structures evaluated (the others have predictions); --timing always"
                      " times the whole dataset")
-    if not preds and not records:
+    if not spool.n_written and not records:
         return EvaluateResult(_nothing_to_do(spec, name, dataset, plan, notes), hw, clock, md)
     attrs = spec.model_attrs() | ({"version": version} if version else {})
     with ingest_run(wh, kind="evaluate", source=f"{spec.text} on dataset {dataset}",
                     source_sha256=binding.sha256, argv=argv) as ld:
+        level = attrs.pop("level_of_theory", None)  # (name, attributes) of the training data
+        if level is not None:
+            attrs["level_of_theory_id"] = ld.level_of_theory(level[0], **level[1])
         model_id = bound_model(ld, name, binding, what="this evaluate", **attrs)
-        ld.add_predictions(model_id, preds, path=f"dataset {dataset}")
+        ld.add_predictions(model_id, spool.read(), path=f"dataset {dataset}")
         add_timings(ld, records, model_id=model_id)
-        ld.summary.notes += _notes(spec, name, dataset, plan, preds, clock, hw, md) + notes
+        ld.summary.notes += _notes(spec, name, dataset, plan, spool, clock, hw, md,
+                                   batch_size if batched else 1) + notes
     return EvaluateResult(ld.summary, hw, clock, md)
 
 
-def _notes(spec: CalculatorSpec, name: str, dataset: str, plan: _Plan,
-           preds: list[PredictionFrame], clock: EvalClock, hw: Hardware,
-           md: list[MDTiming]) -> list[str]:
+def _notes(spec: CalculatorSpec, name: str, dataset: str, plan: _Plan, spool: _Spool,
+           clock: EvalClock, hw: Hardware, md: list[MDTiming], batch_size: int) -> list[str]:
     """What an evaluate run tells its user beside the counts."""
-    n_failed = sum(p.status != "ok" for p in preds)
-    out = [f"{spec.text} on {dataset}: {len(preds)} structures ({n_failed} failed"
-           + (f", {len(plan.refused)} of them for species without parameters" if plan.refused
-              else "") + f"), {clock.n_atoms} atoms, {clock.seconds:.3f} s in the calculator;"
-           f" hardware {hw.label}"]
-    if len(preds) < len(plan.members):
-        out.append(f"{len(plan.members) - len(preds)} structures already had predictions of"
-                   f" {name!r}")
+    n_failed = spool.n_failed
+    out = [f"{spec.text} on {dataset}: {spool.n_written} structures ({n_failed} failed"
+           + (f", {plan.n_refused} of them for species without parameters" if plan.n_refused
+              else "") + f"), {clock.n_atoms} atoms, {clock.seconds:.3f} s in the calculator"
+           + (f" (batches of {batch_size})" if batch_size > 1 else "") + f"; hardware {hw.label}"]
+    if plan.n_skipped:
+        out.append(f"{plan.n_skipped} structures already had predictions of {name!r}")
     if n_failed:
         out.append(f"`warehouse failures --model {name} --dataset {dataset}` lists the failures"
                    " with their reasons")
@@ -483,15 +652,17 @@ def _notes(spec: CalculatorSpec, name: str, dataset: str, plan: _Plan,
 
 
 def _inference_record(spec: CalculatorSpec, hw: Hardware, clock: EvalClock, *, dataset: str,
-                      n_failed: int) -> TimingRecord:
+                      n_failed: int, device: str, batch_size: int,
+                      peak_memory_mb: float | None) -> TimingRecord:
     name, ver = spec.software
     return TimingRecord(
         task="inference", **hw.columns(), software=name, software_version=ver,
         precision=spec.precision, system=f"dataset {dataset}", n_atoms=clock.n_atoms, n_steps=1,
-        wall_s=clock.seconds, extra={
+        wall_s=clock.seconds, peak_memory_mb=peak_memory_mb, extra={
             "protocol": "single-point energy, forces and stress per structure; calculator calls"
                         " only", "dataset": dataset, "n_structures": clock.n_structures,
             "n_failed": n_failed, "calculator": spec.text, "max_rss_mb": max_rss_mb(),
+            "device": device, "batch_size": batch_size,
         })
 
 
@@ -500,7 +671,7 @@ def _nothing_to_do(spec: CalculatorSpec, name: str, dataset: str, plan: _Plan,
     """The summary of a run that found everything done: no calculator call, nothing stored."""
     summary = IngestSummary(kind="evaluate")
     summary.seen("predictions", len(plan.stored))
-    summary.notes.append(f"{spec.text} on {dataset}: every one of the {len(plan.members)}"
+    summary.notes.append(f"{spec.text} on {dataset}: every one of the {plan.n_members}"
                          f" structures already has a prediction of {name!r}; nothing evaluated,"
                          " nothing stored")
     summary.notes.extend(notes)
