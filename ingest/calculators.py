@@ -76,6 +76,9 @@ class CalculatorSpec:
         argument is named by its file name, its content being bound by sha256)."""
         if self.kind in SHORT_NAMES:  # the parameters are the files, bound by sha256
             return self.kind
+        if self.kind == "umlip":  # canonical: "chgnet" and "chgnet:0.3.0" are one model; the
+            u = self.umlip  # modal is part of it (one weights file, two levels of theory)
+            return f"{u.family}:{u.name}" + (f":{u.modal}" if u.modal else "")
         target = Path(self.target).name if _is_file(self.target) else self.target
         head = target if self.kind == "module" else f"{self.kind}:{target}" if target else self.kind
         args = [f"{k}={Path(v).name if _is_file(v) else v}"
