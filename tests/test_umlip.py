@@ -221,3 +221,36 @@ def test_cli_evaluate_with_batch_size(cli, tiny) -> None:
     r = cli("evaluate", "--model", "x", "--calculator", "sevennet:7net-mf-0", "--dataset", DS)
     assert r.exit_code != 0 and "add the modal" in r.output
     assert json.loads(cli("timings", "--format", "json").output)[0]["model"] == "7"
+
+
+def test_binding_identity_is_canonical() -> None:
+    """One weights file named two ways is one model; the modal of a multi-fidelity model is
+    part of what the name is bound to."""
+    ident = lambda text: parse_calculator_spec(text).identity  # noqa: E731
+    assert ident("chgnet") == ident("chgnet:0.3.0") == "chgnet:0.3.0"
+    assert ident("sevennet:7NET-0") == "sevennet:7net-0"
+    assert ident("sevennet:7net-mf-0:pbe") != ident("sevennet:7net-mf-0:R2SCAN")
+
+
+def test_wrapped_provider_keeps_its_batched_path(wh, tiny) -> None:
+    """Calculators (a new calculator after an exception) passes predict_batch through."""
+    from ingest.evaluate import Calculators, EvalClock, evaluate_frames
+    from warehouse.structures import iter_dataset_frames
+
+    model = loaded(parse_calculator_spec("chgnet").umlip, "cpu")
+    calls: list[int] = []
+
+    class Spy:
+        __call__ = staticmethod(model)
+        check_species = staticmethod(model.check_species)
+
+        @staticmethod
+        def predict_batch(batch):
+            calls.append(len(batch))
+            return model.predict_batch(batch)
+
+    calcs = Calculators(Spy, first=False)
+    assert getattr(calcs, "predict_batch", None) is not None
+    preds = list(evaluate_frames(calcs, (f for _, f in iter_dataset_frames(wh, DS)),
+                                 clock=EvalClock(), batch_size=4))
+    assert [p.status for p in preds] == ["ok"] * len(tiny) and calls == [len(tiny)]
