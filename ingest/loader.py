@@ -16,6 +16,7 @@ the catalog transaction is rolled back, the lake files it wrote are deleted, and
 
 from __future__ import annotations
 
+import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from itertools import repeat
@@ -26,14 +27,19 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from ase.data import chemical_symbols
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
-from ingest.interrupts import critical
+from ingest.interrupts import critical, watch_engine
+from ingest.writers.names import UNKNOWN_LEVEL, Names  # noqa: F401 - UNKNOWN_LEVEL: callers import it here
 from ingest.bulk import BackgroundWriter, allocate_ids, as_float, bulk_insert, key_check_mode
 from warehouse.records import BATCH_ATOMS, Frame, FrameBatch, Labels, PredictionFrame
 from warehouse import models as m
 from warehouse.core import Warehouse
+from warehouse.db import BEGIN_IMMEDIATE
+from warehouse.identity import bind_lake
+from warehouse.locks import RunLock, advisory_key
+from ingest.writers.conflicts import conflict_of
 from warehouse.describe import composition, reduced_formula
 from warehouse.errors import IngestError, NotFound
 from warehouse.errorsums import calc_element_force_sums, calc_error_sums
@@ -50,7 +56,6 @@ MATCH_TOL = 1e-5
 # are genuinely absent from a large same-cell dataset (AIMD snapshots) must not read them all for
 # every frame. Past this many candidates a frame counts as unmatched (and is reported as such).
 MATCH_MAX_CANDIDATES = 64
-UNKNOWN_LEVEL = "unspecified"
 STRUCTURE_COLS = ("id", "hash", "order_free_hash", "n_atoms", "formula", "elements", "n_elements",
                   "cell", "pbc", "volume", "lake_file_id", "ingest_run_id")
 MEMBER_COLS = ("dataset_id", "structure_id", "split", "subset", "config_type", "weight",
@@ -151,6 +156,7 @@ class Loader:
         self.lake = lake
         self.run = run
         self.summary = IngestSummary(kind=run.kind, run_id=run.id)
+        self.names = Names(session, run.id, self.summary.add)
         self._sid_by_hash: dict[str, int] = {}
         self._pool = None  # a worker thread for background lake writes, made on first use
         self._pending: list[tuple[int, Any]] = []  # (lake_files id, future of its WrittenFile)
@@ -166,54 +172,19 @@ class Loader:
         self._members_added: set[tuple[int, int]] = set()  # (dataset id, structure id)
         self._refs_added: set[tuple[int, int]] = set()  # (level of theory id, structure id)
 
-    # -- named things -------------------------------------------------------------------------
+    # -- named things (ingest.writers.names) -------------------------------------------------
 
     def level_of_theory(self, name: str | None, **attrs: Any) -> int:
-        name = name or UNKNOWN_LEVEL
-        lot = self.s.scalar(select(m.LevelOfTheory).where(m.LevelOfTheory.name == name))
-        if lot is None:
-            lot = m.LevelOfTheory(name=name, **{k: v for k, v in attrs.items() if v is not None})
-            self.s.add(lot)
-            self.s.flush()
-            self.summary.add("levels of theory")
-        return lot.id
+        return self.names.level_of_theory(name, **attrs)
 
     def dataset(self, name: str, level_id: int, *, description: str | None = None) -> int:
-        ds = self.s.scalar(select(m.Dataset).where(m.Dataset.name == name))
-        if ds is None:
-            ds = m.Dataset(
-                name=name, level_of_theory_id=level_id, description=description,
-                created_run_id=self.run.id,
-            )
-            self.s.add(ds)
-            self.s.flush()
-            self.summary.add("datasets")
-        elif ds.level_of_theory_id != level_id:
-            have = self.s.get(m.LevelOfTheory, ds.level_of_theory_id)
-            want = self.s.get(m.LevelOfTheory, level_id)
-            raise IngestError(
-                f"dataset {name!r} holds labels at level of theory {have.name!r}, not"
-                f" {want.name!r}; use another dataset name or the same --level-of-theory"
-            )
-        return ds.id
+        return self.names.dataset(name, level_id, description=description)
 
     def existing_dataset(self, name: str) -> m.Dataset:
-        ds = self.s.scalar(select(m.Dataset).where(m.Dataset.name == name))
-        if ds is None:
-            raise NotFound(f"no dataset named {name!r}; `warehouse info` lists them")
-        return ds
+        return self.names.existing_dataset(name)
 
     def model(self, name: str, **attrs: Any) -> int:
-        model = self.s.scalar(select(m.Model).where(m.Model.name == name))
-        if model is None:
-            model = m.Model(
-                name=name, created_run_id=self.run.id,
-                **{k: v for k, v in attrs.items() if v is not None},
-            )
-            self.s.add(model)
-            self.s.flush()
-            self.summary.add("models")
-        return model.id
+        return self.names.model(name, **attrs)
 
     # -- lake helpers -------------------------------------------------------------------------
 
@@ -390,14 +361,12 @@ class Loader:
         """:meth:`add_frames` for frames already in batches (a columnar reader's output)."""
         all_ids: list[int] = []
         for batch in batches:
-            with critical():  # an interrupt waits for the batch's statements (ingest.interrupts)
-                # the previous batch's lake files were written meanwhile, beside its statements
-                self.flush_lake_files()
-                all_ids += self._add_frame_batch(batch, dataset_id, level_id, subset, split)
+            # the previous batch's lake files were written meanwhile, beside its statements
+            self.flush_lake_files()
+            all_ids += self._add_frame_batch(batch, dataset_id, level_id, subset, split)
             if progress is not None:
                 progress(len(batch), batch.n_atoms)
-        with critical():
-            self.flush_lake_files()
+        self.flush_lake_files()
         return all_ids
 
     def _add_frame_batch(
@@ -592,8 +561,7 @@ class Loader:
         total = 0
         for batch in _batches(items, lambda p: p.frame.n_atoms):
             total += len(batch)
-            with critical():
-                missing += self._add_prediction_batch(model_id, batch)
+            missing += self._add_prediction_batch(model_id, batch)
             if progress is not None:
                 progress(len(batch), sum(p.frame.n_atoms for p in batch))
         if missing:
@@ -896,18 +864,27 @@ def ingest_run(
     argv: list[str] | None = None,
     notes: str | None = None,
 ) -> Iterator[Loader]:
-    """One ingest, one transaction: yields a :class:`Loader`; commits, or undoes everything."""
-    run = new_run(kind, source_uri=source, source_sha256=source_sha256, argv=argv, notes=notes)
-    fields = {c: getattr(run, c) for c in _RUN_FIELDS}  # kept apart from the ORM object
-    session = Session(wh.engine, expire_on_commit=False)
-    lake_txn = None
+    """One ingest, one transaction: yields a :class:`Loader`; commits, or undoes everything.
+
+    Before it writes anything the run is registered: its ``running`` row committed and its run
+    lock held (``warehouse.locks.RunLock``) until after the commit or rollback, so that
+    ``warehouse check --repair`` leaves its lake files alone meanwhile. On PostgreSQL, ingests of
+    the same source (same sha256) queue on an advisory lock: the later ones find the rows of the
+    first "already present" instead of colliding with them (``ingest.writers.conflicts``).
+    """
+    watch_engine(wh.engine)
+    run_id, run_lock = _register(wh, new_run(kind, source_uri=source, source_sha256=source_sha256,
+                                             argv=argv, notes=notes))
+    # SQLite: the write lock from BEGIN on (warehouse.db.BEGIN_IMMEDIATE), so that no other writer
+    # commits between this ingest's look-ups and its inserts
+    session = Session(wh.engine.execution_options(**{BEGIN_IMMEDIATE: True}), expire_on_commit=False)
+    lake_txn = LakeTransaction(wh.lake, run_id)
     loader = None
-    run_id = None
     try:
-        session.add(run)
-        session.flush()
-        run_id = run.id
-        lake_txn = LakeTransaction(wh.lake, run.id)
+        run = session.get(m.IngestRun, run_id)
+        if source_sha256 is not None and wh.dialect == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                            {"k": advisory_key(f"source:{kind}:{source_sha256}")})
         loader = Loader(wh, session, lake_txn, run)
         yield loader
         with critical():
@@ -916,30 +893,45 @@ def ingest_run(
             run.counts = loader.summary.as_dict()
             session.commit()
     except BaseException as exc:
+        # the failed statement's cursor and result, kept alive by the traceback's frames, would
+        # hold a SQLite connection (and its write lock) open past the rollback below
+        traceback.clear_frames(exc.__traceback__)
         if loader is not None:
             loader._stop_background()  # its files are in lake_txn.written once it stops
         try:
             session.rollback()
         except Exception:  # a broken connection: the database undoes the transaction itself
             pass
-        session.close()  # give the connection back before the failure row takes one
+        session.close()  # give the connection back before the failure is recorded
         # An interrupt can land after COMMIT succeeded but before it returned: then the rows
         # exist and their lake files must stay.
-        if lake_txn is not None and not _landed(wh, run_id):
+        if not _landed(wh, run_id):
             lake_txn.rollback()
-        _record_failure(wh, fields, exc)
+            _record_failure(wh, run_id, exc)
         raise
     finally:
         session.close()
+        run_lock.release()
+
+
+def _register(wh: Warehouse, run: m.IngestRun) -> tuple[int, RunLock]:
+    """Commit ``run`` as ``running`` with its run lock held (taken inside the same transaction,
+    so no one sees the row without the lock), binding the lake to the catalog on first use."""
+    lock = RunLock(wh.engine)
+    fields = {c: getattr(run, c) for c in _RUN_FIELDS}
+    with wh.engine.execution_options(**{BEGIN_IMMEDIATE: True}).begin() as conn:
+        bind_lake(wh, conn)
+        run_id = conn.execute(insert(m.IngestRun).values(**fields, status="running")
+                              .returning(m.IngestRun.id)).scalar_one()
+        lock.hold(run_id)
+    return run_id, lock
 
 
 _RUN_FIELDS = ("kind", "source_uri", "source_sha256", "argv", "user", "host", "started_at",
                "warehouse_version", "library_versions", "notes")
 
 
-def _landed(wh: Warehouse, run_id: int | None) -> bool:
-    if run_id is None:
-        return False
+def _landed(wh: Warehouse, run_id: int) -> bool:
     try:
         with Session(wh.engine) as s:
             return s.scalar(select(m.IngestRun.status).where(m.IngestRun.id == run_id)) == "ok"
@@ -947,12 +939,14 @@ def _landed(wh: Warehouse, run_id: int | None) -> bool:
         return False
 
 
-def _record_failure(wh: Warehouse, fields: dict[str, Any], exc: BaseException) -> None:
-    """Keep a provenance row of the failed attempt, in its own small transaction."""
+def _record_failure(wh: Warehouse, run_id: int, exc: BaseException) -> None:
+    """Mark the run's row failed with the reason, in its own small transaction."""
+    message = str(exc) or type(exc).__name__
+    if conflict_of(exc) is not None:
+        message = f"undone to be retried: a concurrent ingest wrote the same rows ({message})"
     try:
-        with Session(wh.engine) as s:
-            s.add(m.IngestRun(**fields, finished_at=now(), status="failed",
-                              message=(str(exc) or type(exc).__name__)[:2000]))
-            s.commit()
+        with wh.engine.begin() as conn:
+            conn.execute(update(m.IngestRun).where(m.IngestRun.id == run_id).values(
+                status="failed", finished_at=now(), message=message[:2000]))
     except Exception:  # the database itself may be what failed; the original error matters more
         pass
