@@ -184,6 +184,7 @@ def _add_training_record_once(ld, model_id: int, source: str, table, summary: di
 
     from warehouse import models as m
 
+    ld.names.lock("training", model_id, source)  # no unique key: concurrent ingests queue here
     have = ld.s.scalars(select(m.TrainingRecord.summary).where(
         m.TrainingRecord.model_id == model_id, m.TrainingRecord.source == source))
     if any(h == summary for h in have):

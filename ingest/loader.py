@@ -9,15 +9,20 @@ Usage::
     print(loader.summary.line())
 
 Everything ``ingest_run`` does lands at commit or not at all: on any exception (Ctrl-C included)
-the catalog transaction is rolled back, the lake files it wrote are deleted, and a separate
-``failed`` provenance row records what was attempted. A kill -9 can leave lake files without rows;
-``warehouse check --repair`` removes them (they are never referenced, so never read).
+the catalog transaction is rolled back, the lake files it wrote are deleted, and the run's
+provenance row (registered as ``running`` before anything was written) is marked ``failed`` with
+the reason. A kill -9 can leave lake files without rows and the row ``running``; ``warehouse
+check --repair`` removes the files once the run's lock shows its process gone, and marks the row.
+
+The loader composes the writer's parts (``ingest/writers/``): ``names`` (race-free get-or-create),
+``lakefiles`` (reserve, write, complete), ``bulk`` (the batch path: COPY on PostgreSQL, ids,
+key checks), ``conflicts`` (collisions with concurrent ingests retried); matching and error sums
+are its own methods below.
 """
 
 from __future__ import annotations
 
 import traceback
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from itertools import repeat
 from contextlib import contextmanager
@@ -31,24 +36,23 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
 from ingest.interrupts import critical, watch_engine
-from ingest.writers.names import UNKNOWN_LEVEL, Names  # noqa: F401 - UNKNOWN_LEVEL: callers import it here
-from ingest.bulk import BackgroundWriter, allocate_ids, as_float, bulk_insert, key_check_mode
-from warehouse.records import BATCH_ATOMS, Frame, FrameBatch, Labels, PredictionFrame
+from ingest.writers.bulk import IN_CHUNK, BulkPath, as_float
+from ingest.writers.conflicts import conflict_of
+from ingest.writers.lakefiles import LakeFiles
+from ingest.writers.names import UNKNOWN_LEVEL, Names  # noqa: F401 - UNKNOWN_LEVEL: imported from here
 from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.db import BEGIN_IMMEDIATE
-from warehouse.identity import bind_lake
-from warehouse.locks import RunLock, advisory_key
-from ingest.writers.conflicts import conflict_of
 from warehouse.describe import composition, reduced_formula
 from warehouse.errors import IngestError, NotFound
 from warehouse.errorsums import calc_element_force_sums, calc_error_sums
 from warehouse.hashing import structure_hashes, structure_hashes_batch
+from warehouse.identity import bind_lake
 from warehouse.lake import LakeTransaction, numpy_table
+from warehouse.locks import RunLock, advisory_key
 from warehouse.provenance import new_run, now
+from warehouse.records import BATCH_ATOMS, Frame, FrameBatch, Labels, PredictionFrame
 
-# Keep IN (...) lists well under SQLite's 32,766 bound-parameter limit.
-IN_CHUNK = 900
 # Two files describe the same structure when every atom is within this distance (Å, minimum
 # image) of an atom of the same species: files written with 8 decimals differ by 5e-9 Å.
 MATCH_TOL = 1e-5
@@ -60,18 +64,12 @@ STRUCTURE_COLS = ("id", "hash", "order_free_hash", "n_atoms", "formula", "elemen
                   "cell", "pbc", "volume", "lake_file_id", "ingest_run_id")
 MEMBER_COLS = ("dataset_id", "structure_id", "split", "subset", "config_type", "weight",
                "source_index", "ingest_run_id")
-LAKE_FILE_COLS = ("id", "path", "kind", "sha256", "n_rows", "n_bytes", "ingest_run_id")
 REFERENCE_COLS = ("id", "structure_id", "level_of_theory_id", "energy", "free_energy", "stress_xx",
                   "stress_yy", "stress_zz", "stress_yz", "stress_xz", "stress_xy", "has_forces",
                   "lake_file_id", "ingest_run_id")
-# Ids taken from a sequence at a time on PostgreSQL (Loader._new_ids): a few batches' worth.
-ID_BLOCK = 4096
-ID_BLOCKS = {"lake_files": 32}
-_COMPLETE_LAKE_FILE = text("UPDATE lake_files SET path = :path, sha256 = :sha256, n_rows = :n_rows,"
-                           " n_bytes = :n_bytes WHERE id = :id")
 # the tables that the batch path writes in bulk (Loader._rows), lake-file rows included: all of
 # them are COPYed with triggers off in the deferred key-check mode, so all must be checked for
-# triggers of their own (ingest.bulk.key_check_mode)
+# triggers of their own (ingest.writers.bulk.key_check_mode)
 BULK_TABLES = (m.LakeFile, m.Structure, m.StructureElement, m.DatasetMember, m.Reference)
 STRESS_COLS = ("stress_xx", "stress_yy", "stress_zz", "stress_yz", "stress_xz", "stress_xy")
 SYMBOLS = np.array(chemical_symbols)
@@ -158,16 +156,8 @@ class Loader:
         self.summary = IngestSummary(kind=run.kind, run_id=run.id)
         self.names = Names(session, run.id, self.summary.add)
         self._sid_by_hash: dict[str, int] = {}
-        self._pool = None  # a worker thread for background lake writes, made on first use
-        self._pending: list[tuple[int, Any]] = []  # (lake_files id, future of its WrittenFile)
-        # PostgreSQL, once the first batch comes: this transaction's writes go through a worker
-        # (BackgroundWriter); what the loader must know (committed rows, new ids) is read over a
-        # second, autocommit connection, so reading never waits for the writes
-        self._writer: BackgroundWriter | None = None
-        self._side: Any = None
-        self._key_checks = "triggers"  # or "deferred": see ingest.bulk's notes on foreign keys
-        self._locked: set[tuple[str, int]] = set()  # parents locked FOR KEY SHARE ("deferred")
-        self._id_pool: dict[str, list[int]] = {}  # table -> ids taken from its sequence, unused
+        self.bulk = BulkPath(session, wh.engine, [t.__table__ for t in BULK_TABLES])
+        self.files = LakeFiles(session, lake, self.bulk, run.id)
         # what this ingest added (its rows are invisible to the second connection)
         self._members_added: set[tuple[int, int]] = set()  # (dataset id, structure id)
         self._refs_added: set[tuple[int, int]] = set()  # (level of theory id, structure id)
@@ -186,146 +176,64 @@ class Loader:
     def model(self, name: str, **attrs: Any) -> int:
         return self.names.model(name, **attrs)
 
-    # -- lake helpers -------------------------------------------------------------------------
+    # -- lake files (ingest.writers.lakefiles) and the batch path (ingest.writers.bulk) --------
 
     def reserve_lake_file(self, kind: str) -> m.LakeFile:
-        """A ``lake_files`` row to own a batch of rows, before the file exists.
-
-        Rows that point at the file can then be inserted (and get their ids) first; the file,
-        keyed by those ids, is written next and :meth:`fill_lake_file` records its path and
-        sha256. All of it is one transaction, so no reader ever sees the row without the file.
-        """
-        lf = m.LakeFile(
-            path=f"pending/{self.run.id}/{uuid.uuid4().hex}", kind=kind, sha256="", n_rows=0,
-            n_bytes=0, ingest_run_id=self.run.id,
-        )
-        self.s.add(lf)
-        self.s.flush()
-        return lf
+        """A ``lake_files`` row to own a batch of rows, before the file exists (see
+        :class:`ingest.writers.lakefiles.LakeFiles`)."""
+        return self.files.reserve(kind)
 
     def fill_lake_file(self, lf: m.LakeFile | int, table_name: str, table: pa.Table, *,
                        background: bool = False, **parts: object) -> None:
-        """Write ``table`` under ``<lake>/<table_name>/<key=value>.../`` and complete ``lf``.
-
-        With ``background``, the file is written by a worker thread (Parquet encoding and
-        compression run outside the GIL, beside this thread's database statements) and ``lf``
-        is completed by the next :meth:`flush_lake_files`, which the loader calls before the
-        next batch and before commit.
-        """
-        lf_id = lf if isinstance(lf, int) else lf.id
-        if not background:
-            self._complete(lf_id, self.lake.write(table_name, table, **parts))
-            if not isinstance(lf, int):
-                self.s.expire(lf)  # completed by a statement: read back on next use
-            return
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse-lake")
-        self._pending.append((lf_id, self._pool.submit(self.lake.write, table_name, table, **parts)))
+        """Write ``table`` under ``<lake>/<table_name>/<key=value>.../`` and complete ``lf``
+        (with ``background``, by a worker thread, completed by :meth:`flush_lake_files`)."""
+        self.files.fill(lf, table_name, table, background=background, **parts)
 
     def flush_lake_files(self) -> None:
         """Wait for the background lake writes; record each file's path and sha256 on its row."""
-        pending, self._pending = self._pending, []
-        for lf_id, future in pending:
-            self._complete(lf_id, future.result())
-
-    def _complete(self, lf_id: int, wf) -> None:
-        if self._writer is not None:
-            self._writer.execute(
-                "UPDATE lake_files SET path = %s, sha256 = %s, n_rows = %s, n_bytes = %s"
-                " WHERE id = %s", (wf.path, wf.sha256, wf.n_rows, wf.n_bytes, lf_id))
-            return
-        # a textual statement: the ORM's UPDATE costs ~2 ms a file to build
-        self.s.execute(_COMPLETE_LAKE_FILE, {
-            "id": lf_id, "path": wf.path, "sha256": wf.sha256, "n_rows": wf.n_rows,
-            "n_bytes": wf.n_bytes})
+        self.files.flush()
 
     def _reserve_lake_file_id(self, kind: str) -> int:
-        """:meth:`reserve_lake_file` for the batch writers: its id, its row written as the
-        batch's other rows are (by the background writer on PostgreSQL), not by the ORM."""
-        lf_id = self._new_ids(m.LakeFile.__table__, 1)[0]
-        self._rows(m.LakeFile, LAKE_FILE_COLS, [
-            (lf_id, f"pending/{self.run.id}/{uuid.uuid4().hex}", kind, "", 0, 0, self.run.id)])
-        return lf_id
+        return self.files.reserve_id(kind)
 
     def _start_background_writes(self) -> None:
-        if self._writer is None and self.s.bind.dialect.name == "postgresql":
-            self._side = self.wh.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            self._writer = BackgroundWriter(self.s.connection())
-            self._key_checks = key_check_mode(self._side, [t.__table__ for t in BULK_TABLES])
+        self.bulk.start()
 
     def _new_ids(self, table: Any, n: int) -> list[int]:
-        """``n`` fresh ids of ``table``. With a side connection (PostgreSQL), drawn from blocks
-        taken from the table's sequence (a batch then needs no round trip for its ids; the
-        unused rest of a block is a gap in the ids, as a rolled-back ingest leaves one)."""
-        if self._side is None:
-            return allocate_ids(self._read_conn(), table, n).tolist()
-        pool = self._id_pool.setdefault(table.name, [])
-        if len(pool) < n:
-            block = max(n - len(pool), ID_BLOCKS.get(table.name, ID_BLOCK))
-            pool += allocate_ids(self._side, table, block).tolist()
-        out = pool[:n]
-        del pool[:n]
-        return out
+        return self.bulk.new_ids(table, n)
 
     def _read_conn(self) -> Any:
         """Where the batch path reads committed rows and allocates ids."""
-        return self._side if self._side is not None else self.s.connection()
+        return self.bulk.read_conn()
+
+    def _rows(self, table: type, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        self.bulk.rows(table.__table__, columns, rows)
 
     def _finish_background(self) -> None:
         """Before commit: the background lake files recorded, the background COPYs done (their
         errors raised here), both workers stopped."""
         self.flush_lake_files()
-        if self._writer is not None:
-            self._writer.check_keys()
-            try:
-                self._writer.wait()
-            except IngestError as exc:  # the key check's: it knows no file
-                if exc.path is not None or self.run.source_uri is None:
-                    raise
-                raise IngestError(str(exc), path=self.run.source_uri) from exc
+        try:
+            self.bulk.finish()
+        except IngestError as exc:  # the key check's: it knows no file
+            if exc.path is not None or self.run.source_uri is None:
+                raise
+            raise IngestError(str(exc), path=self.run.source_uri) from exc
         self._stop_background()
 
     def _stop_background(self) -> None:
         """Let background work finish (lake files are then known to the lake transaction, for a
         rollback to remove; no COPY is left running on the connection) and stop the workers."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self._side is not None:
-            self._side.close()
-            self._side = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        self.bulk.stop()
+        self.files.stop()
 
     # -- structures and references ------------------------------------------------------------
 
     def _lookup_hashes(self, hashes: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
+        """Structure id of each of ``hashes`` that is stored: this ingest's own (remembered,
+        invisible to the side connection) or committed ones."""
         todo = sorted({h for h in hashes if h not in self._sid_by_hash})
-        conn = self._read_conn()  # this ingest's own structures are in _sid_by_hash already
-        if self.s.bind.dialect.name == "postgresql":
-            # one parameter: PostgreSQL plans IN (...) with thousands of parameters slowly, and
-            # psycopg quotes a text array element by element (a regex each); hashes are hex, so
-            # one comma-joined string is the array
-            rows = conn.exec_driver_sql(
-                "SELECT hash, id FROM structures WHERE hash = ANY(string_to_array(%s, ','))",
-                (",".join(todo),))
-            found.update({h: i for h, i in rows})
-            todo = []
-        sqlite = self.s.bind.dialect.name == "sqlite"
-        for chunk in _chunks(todo):
-            if sqlite:  # SQLAlchemy renders an IN list's parameters one by one: ~10 µs each
-                rows = conn.exec_driver_sql(
-                    f"SELECT hash, id FROM structures WHERE hash IN ({', '.join('?' * len(chunk))})",
-                    tuple(chunk))
-            else:
-                rows = conn.execute(
-                    select(m.Structure.hash, m.Structure.id).where(m.Structure.hash.in_(chunk)))
-            found.update({h: i for h, i in rows})
-        self._sid_by_hash.update(found)
+        self._sid_by_hash.update(self.bulk.lookup_hashes(todo))
         return {h: self._sid_by_hash[h] for h in hashes if h in self._sid_by_hash}
 
     def add_frames(
@@ -392,8 +300,7 @@ class Loader:
         sids = [self._sid_by_hash[h] for h in hashes]
         # Only structures known before this batch can already have members or references.
         old = {sids[i] for i, h in enumerate(hashes) if h in known}
-        if self._key_checks == "deferred":
-            self._lock_parents(dataset_id, level_id, old)
+        self._lock_parents(dataset_id, level_id, old)
         members = self._existing(m.DatasetMember, m.DatasetMember.dataset_id, dataset_id, old,
                                  self._members_added)
         refs = self._existing(m.Reference, m.Reference.level_of_theory_id, level_id, old,
@@ -424,17 +331,8 @@ class Loader:
         return sids
 
     def _lock_parents(self, dataset_id: int, level_id: int, old: set[int]) -> None:
-        """With deferred key checks (ingest.bulk): lock the parent rows that may predate this
-        ingest ``FOR KEY SHARE``, as the foreign-key triggers would, so that none is deleted
-        before it commits."""
-        for table, key in ((m.Dataset, dataset_id), (m.LevelOfTheory, level_id)):
-            if (table.__tablename__, key) not in self._locked:
-                self._locked.add((table.__tablename__, key))
-                self._writer.execute(
-                    f'SELECT 1 FROM "{table.__tablename__}" WHERE id = %s FOR KEY SHARE', (key,))
-        if old:
-            self._writer.execute(
-                "SELECT 1 FROM structures WHERE id = ANY(%s::bigint[]) FOR KEY SHARE", (sorted(old),))
+        self.bulk.lock_parents([(m.Dataset.__tablename__, dataset_id),
+                                (m.LevelOfTheory.__tablename__, level_id)], old)
 
     def _existing(self, table: type, scope_col: Any, scope: int, sids: set[int],
                   added: set[tuple[int, int]]) -> set[int]:
@@ -446,15 +344,6 @@ class Loader:
             found.update(conn.execute(select(table.structure_id).where(
                 scope_col == scope, table.structure_id.in_(chunk))).scalars())
         return found
-
-    def _rows(self, table: type, columns: tuple[str, ...], rows: list[tuple]) -> None:
-        """Insert ``rows``: by the background writer on PostgreSQL (their foreign keys checked
-        before commit instead of per row, where allowed: ingest.bulk), at once elsewhere."""
-        if self._writer is not None:
-            self._writer.copy(table.__table__, columns, rows,
-                              check_keys_later=self._key_checks == "deferred")
-        else:
-            bulk_insert(self.s.connection(), table.__table__, columns, rows)
 
     def _write_structures(self, b: FrameBatch, new: list[int], hashes: list[str],
                           free: list[str], ids: list[int], lf_id: int) -> None:
