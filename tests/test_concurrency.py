@@ -96,6 +96,29 @@ def test_eight_ingests_at_once_into_a_new_dataset_land_every_structure_once(
     _check_clean(db_url, lake_path)
 
 
+def test_concurrent_files_that_share_structures_land_each_once(db_url, lake_path, tmp_path) -> None:
+    """Overlapping files at once into an existing dataset: on PostgreSQL the later writer of a
+    shared structure collides with the earlier one, is undone and retried (the retry finds it
+    present); on SQLite they take turns. Either way: all exit 0, every structure once."""
+    whole = tmp_path / "whole.xyz"
+    write_fcc_xyz(whole, 4 * N, reps=2, seed=900)
+    lines = whole.read_text().splitlines(keepends=True)
+    per = 2 + 32  # lines per frame: count, comment, 32 atoms
+    parts = []
+    for i, (a, b) in enumerate([(0, 2 * N), (N, 3 * N), (2 * N, 4 * N), (0, 4 * N)]):
+        path = tmp_path / f"overlap{i}.xyz"
+        path.write_text("".join(lines[a * per:b * per]))
+        parts.append(path)
+    seed = tmp_path / "seed.xyz"
+    write_fcc_xyz(seed, 1, reps=2, seed=901)
+    _assert_all_ok(_run_all([_cmd(db_url, lake_path, "ingest", "structures", seed, "-d", "o")]))
+    _assert_all_ok(_run_all([_cmd(db_url, lake_path, "ingest", "structures", p, "-d", "o")
+                             for p in parts]))
+    counts = _counts(db_url, lake_path)
+    assert counts["structures"] == counts["dataset_members"] == counts["references"] == 4 * N + 1
+    _check_clean(db_url, lake_path)
+
+
 def test_four_prediction_ingests_for_the_same_new_model(db_url, lake_path, tmp_path) -> None:
     files = _files(tmp_path, 2, seed0=300)
     for f in files:
