@@ -206,8 +206,8 @@ class BackgroundWriter:
             keys, self._keys = self._keys, {}
             self._submit(_check_keys, self._raw, keys)
 
-    def execute(self, sql: str, params: Sequence[Any]) -> None:
-        """Run one statement (psycopg placeholders, ``%s``)."""
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> None:
+        """Run one statement (psycopg placeholders, ``%s`` or ``%(name)s``)."""
         self._submit(_execute, self._raw, sql, params)
 
     def _submit(self, fn, *args: Any) -> None:
@@ -247,7 +247,7 @@ class BackgroundWriter:
             event.remove(self._conn, "commit", self._before_commit)
 
 
-def _execute(raw: Any, sql: str, params: Sequence[Any]) -> None:
+def _execute(raw: Any, sql: str, params: Sequence[Any] | dict[str, Any]) -> None:
     with raw.cursor() as cur:
         cur.execute(sql, params)
 
@@ -365,14 +365,13 @@ class BulkPath:
                 tuple(chunk)).all())
         return found
 
-    def complete_lake_file(self, lf_id: int, path: str, sha256: str, n_rows: int, n_bytes: int) -> bool:
-        """Record a lake file's path and sha256 through the background writer (True), or say
-        that there is none (False: the caller runs the statement in the session)."""
+    def execute(self, stmt: Any, params: dict[str, Any]) -> None:
+        """Run ``stmt`` (a SQLAlchemy statement) in the ingest's transaction, in order with its
+        rows: through the background writer on PostgreSQL, in the session elsewhere."""
         if self.writer is None:
-            return False
-        self.writer.execute("UPDATE lake_files SET path = %s, sha256 = %s, n_rows = %s,"
-                            " n_bytes = %s WHERE id = %s", (path, sha256, n_rows, n_bytes, lf_id))
-        return True
+            self.s.execute(stmt, params)
+            return
+        self.writer.execute(stmt.compile(dialect=self.s.bind.dialect).string, params)
 
     def finish(self) -> None:
         """Before commit: the foreign keys of the COPYs checked and the writes done (their first

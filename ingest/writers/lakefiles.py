@@ -81,9 +81,8 @@ class LakeFiles:
             self.complete(lf_id, future.result())
 
     def complete(self, lf_id: int, wf: WrittenFile) -> None:
-        if not self.bulk.complete_lake_file(lf_id, wf.path, wf.sha256, wf.n_rows, wf.n_bytes):
-            self.s.execute(_COMPLETE, {"id": lf_id, "path": wf.path, "sha256": wf.sha256,
-                                       "n_rows": wf.n_rows, "n_bytes": wf.n_bytes})
+        self.bulk.execute(_COMPLETE, {"id": lf_id, "path": wf.path, "sha256": wf.sha256,
+                                      "n_rows": wf.n_rows, "n_bytes": wf.n_bytes})
 
     def stop(self) -> None:
         """Let the background writes finish (their files are then in the lake transaction, for
