@@ -148,7 +148,8 @@ def _stress_of(row: Any) -> np.ndarray | None:
 class Loader:
     """Writes one ingest's records; created by :func:`ingest_run`."""
 
-    def __init__(self, wh: Warehouse, session: Session, lake: LakeTransaction, run: m.IngestRun):
+    def __init__(self, wh: Warehouse, session: Session, lake: LakeTransaction, run: m.IngestRun,
+                 *, side: Any = None):
         self.wh = wh
         self.s = session  # the ingest's one session/transaction; writers may add rows to it
         self.lake = lake
@@ -156,7 +157,7 @@ class Loader:
         self.summary = IngestSummary(kind=run.kind, run_id=run.id)
         self.names = Names(session, run.id, self.summary.add)
         self._sid_by_hash: dict[str, int] = {}
-        self.bulk = BulkPath(session, wh.engine, [t.__table__ for t in BULK_TABLES])
+        self.bulk = BulkPath(session, wh.engine, [t.__table__ for t in BULK_TABLES], side=side)
         self.files = LakeFiles(session, lake, self.bulk, run.id)
         # what this ingest added (its rows are invisible to the second connection)
         self._members_added: set[tuple[int, int]] = set()  # (dataset id, structure id)
@@ -774,7 +775,7 @@ def ingest_run(
         if source_sha256 is not None and wh.dialect == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(:k)"),
                             {"k": advisory_key(f"source:{kind}:{source_sha256}")})
-        loader = Loader(wh, session, lake_txn, run)
+        loader = Loader(wh, session, lake_txn, run, side=run_lock.conn)
         yield loader
         with critical():
             loader._finish_background()
@@ -804,16 +805,27 @@ def ingest_run(
 
 
 def _register(wh: Warehouse, run: m.IngestRun) -> tuple[int, RunLock]:
-    """Commit ``run`` as ``running`` with its run lock held (taken inside the same transaction,
-    so no one sees the row without the lock), binding the lake to the catalog on first use."""
+    """Commit ``run`` as ``running`` with its run lock held before anyone can see the row,
+    binding the lake to the catalog on first use."""
     lock = RunLock(wh.engine)
     fields = {c: getattr(run, c) for c in _RUN_FIELDS}
-    with wh.engine.execution_options(**{BEGIN_IMMEDIATE: True}).begin() as conn:
-        bind_lake(wh, conn)
-        run_id = conn.execute(insert(m.IngestRun).values(**fields, status="running")
-                              .returning(m.IngestRun.id)).scalar_one()
-        lock.hold(run_id)
-    return run_id, lock
+    try:
+        if wh.dialect == "postgresql":
+            conn = lock.connect()  # autocommit: the id is drawn and locked, then the row is made
+            run_id = conn.scalar(text("SELECT nextval(pg_get_serial_sequence('ingest_runs', 'id'))"))
+            lock.hold(run_id)
+            bind_lake(wh, conn)
+            conn.execute(insert(m.IngestRun).values(id=run_id, **fields, status="running"))
+            return run_id, lock
+        with wh.engine.execution_options(**{BEGIN_IMMEDIATE: True}).begin() as conn:
+            bind_lake(wh, conn)
+            run_id = conn.execute(insert(m.IngestRun).values(**fields, status="running")
+                                  .returning(m.IngestRun.id)).scalar_one()
+            lock.hold(run_id)  # inside the transaction: the row is seen only with the lock held
+        return run_id, lock
+    except BaseException:
+        lock.release()
+        raise
 
 
 _RUN_FIELDS = ("kind", "source_uri", "source_sha256", "argv", "user", "host", "started_at",

@@ -128,8 +128,8 @@ def test_parents_that_predate_the_ingest_stay_locked_until_it_commits(wh, tmp_pa
         assert (dataset, level) == (ds, lot)
         ld.add_batches(list(parse_extxyz_batches(path)) + list(parse_extxyz_batches(more)),
                        dataset_id=dataset, level_id=level)
-        assert ld._key_checks == "deferred"
-        ld._writer.wait()
+        assert ld.bulk.key_checks == "deferred"
+        ld.bulk.writer.wait()
         with psycopg.connect(_libpq(wh), autocommit=True) as other:
             other.execute("SET lock_timeout = '300ms'")
             for sql in (f"DELETE FROM structures WHERE id = {old_sid}",

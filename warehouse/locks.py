@@ -109,23 +109,30 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
 class RunLock:
     """Held by a running ingest from its registration to after its commit or rollback.
 
-    :meth:`hold` is called inside the transaction that inserts the run's ``running`` row, so the
-    row becomes visible to others only when the lock is already held: a ``running`` row whose
-    lock is free belongs to a process that ended without finishing.
+    It is taken before the run's ``running`` row becomes visible to others (PostgreSQL: for the
+    run id drawn from the sequence before the row is inserted; SQLite: inside the transaction
+    that inserts it), so a ``running`` row whose lock is free belongs to a process that ended
+    without finishing. On PostgreSQL the lock's connection (:attr:`conn`, autocommit) is the
+    ingest's own, kept open to the end; the ingest also reads over it (``ingest.writers.bulk``),
+    so that an ingest uses two connections, not three.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._conn: Any = None
+        self.conn: Any = None
+        self._key: int | None = None
         self._fd: int | None = None
         self._path: Path | None = None
 
+    def connect(self) -> Any:
+        """PostgreSQL: the autocommit connection that will hold the lock."""
+        self.conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self.conn
+
     def hold(self, run_id: int) -> None:
         if self.engine.dialect.name == "postgresql":
-            # its own connection: the ingest's may be returned to the pool or broken, and a
-            # session lock must outlive the ingest's commit
-            self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            self._conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": advisory_key(f"run:{run_id}")})
+            self._key = advisory_key(f"run:{run_id}")
+            self.conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
             return
         folder = lock_dir(self.engine)
         if folder is None or fcntl is None:
@@ -136,12 +143,14 @@ class RunLock:
         fcntl.flock(self._fd, fcntl.LOCK_EX)
 
     def release(self) -> None:
-        if self._conn is not None:
+        if self.conn is not None:
             try:
-                self._conn.close()  # ends the session: the server drops its locks
-            except Exception:  # noqa: BLE001 - a broken connection holds no lock either
-                pass
-            self._conn = None
+                if self._key is not None:  # a pooled connection would keep a session lock
+                    self.conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+            except Exception:  # noqa: BLE001 - broken: dropped, and the server frees its locks
+                self.conn.invalidate()
+            self.conn.close()
+            self.conn = None
         if self._fd is not None:
             if self._path is not None:
                 self._path.unlink(missing_ok=True)

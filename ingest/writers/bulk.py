@@ -289,19 +289,24 @@ class BulkPath:
     may predate the ingest locked ``FOR KEY SHARE`` (:meth:`lock_parents`).
     """
 
-    def __init__(self, session: Any, engine: Any, tables: Sequence[Table]) -> None:
+    def __init__(self, session: Any, engine: Any, tables: Sequence[Table], *,
+                 side: Any = None) -> None:
         self.s = session
         self.engine = engine
         self.tables = tables  # what the writer COPYs: checked for triggers of their own
         self.writer: BackgroundWriter | None = None
         self.side: Any = None
+        # an autocommit connection the ingest holds anyway (its run lock's): used as the side
+        # connection instead of opening one, and left open by stop()
+        self._given_side = side
         self.key_checks = "triggers"  # or "deferred": see the module notes on foreign keys
         self._locked: set[tuple[str, int]] = set()  # parents locked FOR KEY SHARE ("deferred")
         self._id_pool: dict[str, list[int]] = {}  # table -> ids taken from its sequence, unused
 
     def start(self) -> None:
         if self.writer is None and self.s.bind.dialect.name == "postgresql":
-            self.side = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self.side = self._given_side or self.engine.connect().execution_options(
+                isolation_level="AUTOCOMMIT")
             self.writer = BackgroundWriter(self.s.connection())
             self.key_checks = key_check_mode(self.side, self.tables)
 
@@ -387,5 +392,6 @@ class BulkPath:
             self.writer.close()
             self.writer = None
         if self.side is not None:
-            self.side.close()
+            if self.side is not self._given_side:
+                self.side.close()
             self.side = None
