@@ -215,3 +215,40 @@ def test_kill_9_at_random_points_leaves_no_partial_state(db_url, lake_path, tmp_
         running = s.execute(text("SELECT count(*) FROM ingest_runs WHERE status = 'running'")).scalar()
     assert running == 0  # the killed runs were marked failed by the repair
     _check_clean(db_url, lake_path)
+
+
+class _PgError(Exception):
+    def __init__(self, state: str, text: str) -> None:
+        super().__init__(text)
+        self.sqlstate = state
+
+
+def test_collisions_are_retried_then_reported_in_one_line(monkeypatch) -> None:
+    from ingest.writers import conflicts
+    from warehouse.errors import ConflictError
+
+    monkeypatch.setattr(conflicts.time, "sleep", lambda s: None)
+    calls = []
+
+    def flaky(n: int) -> str:
+        calls.append(n)
+        if n < 2:
+            raise RuntimeError("wrapped") from _PgError("40P01", "deadlock detected")
+        return "landed"
+
+    assert conflicts.with_retries(flaky, what="f.xyz") == "landed" and calls == [0, 1, 2]
+
+    def always(n: int) -> None:
+        raise _PgError("23505", 'duplicate key value violates unique constraint "uq_structures_hash"')
+
+    with pytest.raises(ConflictError) as err:
+        conflicts.with_retries(always, what="f.xyz")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("f.xyz: gave up after")
+    assert "uq_structures_hash" in message
+
+    def bad_input(n: int) -> None:
+        raise ValueError("not a collision")
+
+    with pytest.raises(ValueError):  # anything else is not retried
+        conflicts.with_retries(bad_input, what="f.xyz")
