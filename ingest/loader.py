@@ -39,12 +39,12 @@ from ingest.interrupts import critical, watch_engine
 from ingest.writers.bulk import IN_CHUNK, BulkPath, as_float
 from ingest.writers.conflicts import conflict_of
 from ingest.writers.lakefiles import LakeFiles
-from ingest.writers.names import UNKNOWN_LEVEL, Names  # noqa: F401 - UNKNOWN_LEVEL: imported from here
+from ingest.writers.names import Names
 from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.db import BEGIN_IMMEDIATE
 from warehouse.describe import composition, reduced_formula
-from warehouse.errors import IngestError, NotFound
+from warehouse.errors import IngestError
 from warehouse.errorsums import calc_element_force_sums, calc_error_sums
 from warehouse.hashing import structure_hashes, structure_hashes_batch
 from warehouse.identity import bind_lake
