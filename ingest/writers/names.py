@@ -45,8 +45,11 @@ class Names:
         if found is not None:
             return found, False
         values = {k: v for k, v in values.items() if v is not None}
-        created = self.s.execute(insert_if_absent(self.s, table).values(name=name, **values)).rowcount == 1
-        return self.s.scalar(find), created
+        # RETURNING says whether this statement made the row (a rowcount is -1 on PostgreSQL,
+        # where SQLAlchemy returns the new key itself)
+        made = self.s.execute(insert_if_absent(self.s, table).values(name=name, **values)
+                              .returning(table.c.id)).scalar()
+        return (made, True) if made is not None else (self.s.scalar(find), False)
 
     def level_of_theory(self, name: str | None, **attrs: Any) -> int:
         lot_id, created = self._get_or_create(m.LevelOfTheory, name or UNKNOWN_LEVEL, attrs)
