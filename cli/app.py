@@ -157,9 +157,18 @@ def __getattr__(name: str) -> typer.Typer:
 def main() -> None:
     """Run the command line (raises SystemExit, as click does)."""
     from cli import early
+    from ingest.interrupts import install
 
-    early.start(sys.argv[1:])  # an ingest's file is read while the command line is built
-    build(command_name(sys.argv[1:]))()
+    install()  # (again, where the console script did already: the same handlers)
+    try:
+        early.start(sys.argv[1:])  # an ingest's file is read while the command line is built
+        build(command_name(sys.argv[1:]))()
+    except BaseException as exc:  # a signal outside a command's own handling (cli.context)
+        code = early.interrupted_code(exc)
+        if code is None:
+            raise
+        typer.echo(early.INTERRUPTED, err=True)
+        sys.exit(code)
 
 
 def console() -> None:

@@ -12,12 +12,17 @@ app = typer.Typer(cls=WarehouseGroup, help="Create, upgrade or inspect the catal
                   no_args_is_help=True)
 
 
-def _engine(ctx: typer.Context):
-    from warehouse.db import make_engine
+def _settings(ctx: typer.Context):
     from warehouse.settings import Settings
 
     obj = ctx.find_root().obj or {}
-    return make_engine(Settings.resolve(url=obj.get("url"), lake=obj.get("lake")).url)
+    return Settings.resolve(url=obj.get("url"), lake=obj.get("lake"))
+
+
+def _engine(ctx: typer.Context):
+    from warehouse.db import make_engine
+
+    return make_engine(_settings(ctx).url)
 
 
 @app.command()
@@ -41,16 +46,28 @@ def upgrade(
 def downgrade(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Target revision, or 'base' to drop everything.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Drop every table (with 'base') and remove the"
+                                      " lake files that no catalog would then point to.")] = False,
 ) -> None:
-    """Downgrade the catalog schema to REVISION.
+    """Downgrade the catalog schema to REVISION; 'base' drops every table and needs --yes.
 
-    Example: warehouse db downgrade base
+    Example: warehouse db downgrade base --yes
     """
-    from warehouse import migrate
     from warehouse.db import current_revision
+    from warehouse.downgrade import downgrade_to, downgrade_to_base
 
     engine = _engine(ctx)
-    migrate.downgrade(engine, revision)
+    settings = _settings(ctx)
+    if revision != "base":
+        if downgrade_to(engine, settings.lake, revision):
+            typer.echo(f"the lake at {settings.lake} is no longer bound to this catalog")
+        typer.echo(f"catalog at revision {current_revision(engine)}")
+        return
+    result = downgrade_to_base(engine, settings.lake, confirmed=yes)
+    for line in result.lines():
+        typer.echo(line)
+    if not yes:
+        raise typer.Exit(1)
     typer.echo(f"catalog at revision {current_revision(engine)}")
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -12,34 +10,9 @@ from typing import Annotated
 import typer
 
 from cli.context import WarehouseGroup, argv, open_from
-from ingest.interrupts import interrupt
 
 app = typer.Typer(cls=WarehouseGroup, help="Store structures, labels, predictions and more.",
                   no_args_is_help=True)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that the ingest's transaction and lake files are undone."""
-
-
-def _raise_terminated(signum: int, _frame: object) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut the rollback short
-    interrupt(Terminated(f"terminated by signal {signum}"))
-
-
-def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
-    interrupt(KeyboardInterrupt())
-
-
-@app.callback()
-def _ingest_group(ctx: typer.Context) -> None:
-    # kill (SIGTERM) rolls back like Ctrl-C; both are raised between database statements
-    # (ingest.interrupts); only the main thread may install handlers
-    if threading.current_thread() is threading.main_thread():
-        previous = {sig: signal.signal(sig, handler) for sig, handler in (
-            (signal.SIGTERM, _raise_terminated), (signal.SIGINT, _raise_keyboard_interrupt))}
-        ctx.call_on_close(lambda: [signal.signal(sig, h) for sig, h in previous.items()])
-
 
 
 class Progress:

@@ -11,6 +11,7 @@ from ingest.atoms import PREDICTION_KEYS, LabelKeys
 from ingest.extxyz import ExtxyzReader, parse_extxyz, scan_file
 from ingest.formats import detect_format
 from ingest.loader import IngestSummary, ingest_run
+from ingest.writers.conflicts import with_retries
 from ingest.mlearn import parse_mlearn_json
 from ingest.pickles import check_trust, parse_pickle
 from ingest.predictions import parse_predictions
@@ -63,18 +64,27 @@ def ingest_structures(
     if fmt != "extxyz":
         if reader is not None:
             reader.close()
-        return _ingest_frames(wh, path, fmt, dataset=dataset, level_of_theory=level_of_theory,
-                              subset=subset, split=split, trust_pickle=trust_pickle, argv=argv,
-                              progress=progress)
-    # the columnar reader (no per-frame records) in a child process, ahead of this one's writes
-    with reader or ExtxyzReader(path) as stream:
-        sha = stream.sha256()  # binary data or an over-long line is refused before anything
-        with ingest_run(wh, kind="structures", source=path, source_sha256=sha, argv=argv) as ld:
-            level = ld.level_of_theory(level_of_theory)
-            ds = ld.dataset(dataset, level)
-            ld.add_batches(stream, dataset_id=ds, level_id=level, subset=subset, split=split,
-                           progress=progress)
-    return ld.summary
+        return with_retries(lambda _: _ingest_frames(
+            wh, path, fmt, dataset=dataset, level_of_theory=level_of_theory, subset=subset,
+            split=split, trust_pickle=trust_pickle, argv=argv, progress=progress), what=path)
+
+    def attempt(n: int) -> IngestSummary:
+        # the columnar reader (no per-frame records) in a child process, ahead of this one's
+        # writes; a retry reads the file again
+        with (reader if n == 0 and reader is not None else ExtxyzReader(path)) as stream:
+            sha = stream.sha256()  # binary data or an over-long line is refused before anything
+            with ingest_run(wh, kind="structures", source=path, source_sha256=sha, argv=argv) as ld:
+                level = ld.level_of_theory(level_of_theory)
+                ds = ld.dataset(dataset, level)
+                ld.add_batches(stream, dataset_id=ds, level_id=level, subset=subset, split=split,
+                               progress=progress)
+        return ld.summary
+
+    try:
+        return with_retries(attempt, what=path)
+    finally:
+        if reader is not None:
+            reader.close()  # closed already unless the first attempt failed before using it
 
 
 def _ingest_frames(wh: Warehouse, path: str, fmt: str, *, dataset: str,
@@ -119,11 +129,15 @@ def ingest_predictions(
     if not Path(path).is_file():
         raise IngestError("no such file", path=path)
     sha = scan_file(path)
-    with ingest_run(wh, kind="predictions", source=path, source_sha256=sha, argv=argv) as ld:
-        model_id = ld.model(model)
-        ld.add_predictions(model_id, parse_predictions(path, keys=keys), path=path,
-                           progress=progress)
-    return ld.summary
+
+    def attempt(_: int) -> IngestSummary:
+        with ingest_run(wh, kind="predictions", source=path, source_sha256=sha, argv=argv) as ld:
+            model_id = ld.model(model)
+            ld.add_predictions(model_id, parse_predictions(path, keys=keys), path=path,
+                               progress=progress)
+        return ld.summary
+
+    return with_retries(attempt, what=path)
 
 
 def ingest_gpumd(
@@ -146,17 +160,22 @@ def ingest_gpumd(
     parsed = {split: gpumd.parse_gpumd_split(folder, split, xyz) for split in splits}
     loss = gpumd.read_loss(folder / "loss.out") if (folder / "loss.out").is_file() else None
     source_sha = sha256_file(folder / f"energy_{splits[0]}.out")
-    with ingest_run(wh, kind="gpumd", source=str(folder), source_sha256=source_sha, argv=argv) as ld:
-        level = ld.level_of_theory(level_of_theory)
-        ds = ld.dataset(dataset, level)
-        model_id = ld.model(model, family="NEP", framework="GPUMD")
-        for split, (frames, predictions) in parsed.items():
-            xyz_path = str(xyz) if xyz else str(folder / f"{split}.xyz")
-            ld.add_frames(frames, dataset_id=ds, level_id=level, path=xyz_path, split=split)
-            ld.add_predictions(model_id, predictions, path=str(folder / f"energy_{split}.out"))
-        if loss is not None:
-            _add_training_record_once(ld, model_id, "gpumd-loss", *loss)
-    return ld.summary
+
+    def attempt(_: int) -> IngestSummary:
+        with ingest_run(wh, kind="gpumd", source=str(folder), source_sha256=source_sha,
+                        argv=argv) as ld:
+            level = ld.level_of_theory(level_of_theory)
+            ds = ld.dataset(dataset, level)
+            model_id = ld.model(model, family="NEP", framework="GPUMD")
+            for split, (frames, predictions) in parsed.items():
+                xyz_path = str(xyz) if xyz else str(folder / f"{split}.xyz")
+                ld.add_frames(frames, dataset_id=ds, level_id=level, path=xyz_path, split=split)
+                ld.add_predictions(model_id, predictions, path=str(folder / f"energy_{split}.out"))
+            if loss is not None:
+                _add_training_record_once(ld, model_id, "gpumd-loss", *loss)
+        return ld.summary
+
+    return with_retries(attempt, what=str(folder))
 
 
 def _add_training_record_once(ld, model_id: int, source: str, table, summary: dict) -> None:
@@ -165,6 +184,7 @@ def _add_training_record_once(ld, model_id: int, source: str, table, summary: di
 
     from warehouse import models as m
 
+    ld.names.lock("training", model_id, source)  # no unique key: concurrent ingests queue here
     have = ld.s.scalars(select(m.TrainingRecord.summary).where(
         m.TrainingRecord.model_id == model_id, m.TrainingRecord.source == source))
     if any(h == summary for h in have):

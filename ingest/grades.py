@@ -28,6 +28,7 @@ from sqlalchemy import and_, insert, select
 
 from ingest.atoms import frame_from_atoms, validate_frame
 from ingest.loader import IngestSummary, Loader, ingest_run
+from ingest.writers.conflicts import with_retries
 from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.errors import IngestError
@@ -131,18 +132,26 @@ def ingest_grades(
         raise IngestError("no such file", path=path)
     is_csv = path.lower().endswith((".csv", ".csv.gz"))
     items = parse_grades_csv(path) if is_csv else parse_grades_extxyz(path, array or kind)
-    with ingest_run(wh, kind="grades", source=path, source_sha256=sha256_file(path), argv=argv) as ld:
-        model_id = ld.model(model)
-        resolve = _FrameResolver(ld, dataset, subset, path) if is_csv else None
-        batch: list[StructureGrades] = []
-        for item in items:
-            batch.append(item)
-            if len(batch) >= BATCH_STRUCTURES:
+    sha = sha256_file(path)
+
+    def attempt(n: int) -> IngestSummary:
+        grades = items if n == 0 else (
+            parse_grades_csv(path) if is_csv else parse_grades_extxyz(path, array or kind))
+        with ingest_run(wh, kind="grades", source=path, source_sha256=sha, argv=argv) as ld:
+            model_id = ld.model(model)
+            ld.names.lock("grades", model_id, kind)  # one writer of a model's grades at a time
+            resolve = _FrameResolver(ld, dataset, subset, path) if is_csv else None
+            batch: list[StructureGrades] = []
+            for item in grades:
+                batch.append(item)
+                if len(batch) >= BATCH_STRUCTURES:
+                    _store(ld, model_id, model, kind, batch, path, resolve)
+                    batch = []
+            if batch:
                 _store(ld, model_id, model, kind, batch, path, resolve)
-                batch = []
-        if batch:
-            _store(ld, model_id, model, kind, batch, path, resolve)
-    return ld.summary
+        return ld.summary
+
+    return with_retries(attempt, what=path)
 
 
 class _FrameResolver:

@@ -31,6 +31,7 @@ from sqlalchemy import select
 from ingest import md as parsers
 from ingest.md_lammps import parse_lammps_log
 from ingest.loader import IngestSummary, Loader, ingest_run
+from ingest.writers.conflicts import with_retries
 from ingest.md import MDData, ReportedObservable
 from warehouse import models as m
 from warehouse.core import Warehouse
@@ -107,28 +108,34 @@ def ingest_md(
     data, reported, source = parse_md_path(path, fmt=fmt, run_in=run_in,
                                            timestep_fs=opts.timestep_fs, every=every, series=series)
     sha = sha256_file(source)
-    with ingest_run(wh, kind="md", source=str(source), source_sha256=sha, argv=argv) as ld:
-        run = _find_or_create_run(ld, opts, data)
-        sources = dict((run.extra or {}).get("sources", {}))
-        if sha in sources:
-            ld.summary.seen("md files")
-            ld.summary.notes.append(f"{source} is already stored in MD run {run.id}")
-            return ld.summary
-        for d in data:
-            _add_series(ld, run, d, source)
-            _derive(ld, run, d, opts)
-        for obs in [*reported, *observables]:
-            _add_observable(ld, run, obs.name, obs.value, obs.unit, obs.method,
-                            {"source": str(source)} if obs in reported else None)
-        extra = dict(run.extra or {})
-        extra["sources"] = {**sources, sha: str(source)}
-        run.extra = extra
-        ld.s.flush()
-    return ld.summary
+
+    def attempt(_: int) -> IngestSummary:
+        with ingest_run(wh, kind="md", source=str(source), source_sha256=sha, argv=argv) as ld:
+            run = _find_or_create_run(ld, opts, data)
+            sources = dict((run.extra or {}).get("sources", {}))
+            if sha in sources:
+                ld.summary.seen("md files")
+                ld.summary.notes.append(f"{source} is already stored in MD run {run.id}")
+                return ld.summary
+            for d in data:
+                _add_series(ld, run, d, source)
+                _derive(ld, run, d, opts)
+            for obs in [*reported, *observables]:
+                _add_observable(ld, run, obs.name, obs.value, obs.unit, obs.method,
+                                {"source": str(source)} if obs in reported else None)
+            extra = dict(run.extra or {})
+            extra["sources"] = {**sources, sha: str(source)}
+            run.extra = extra
+            ld.s.flush()
+        return ld.summary
+
+    return with_retries(attempt, what=str(source))
 
 
 def _find_or_create_run(ld: Loader, opts: RunOptions, data: list[MDData]) -> m.MDRun:
     model_id = ld.model(opts.model) if opts.model else None
+    # no unique key spans (system, model, label): concurrent ingests for one run queue here
+    ld.names.lock("md-run", opts.system, model_id, opts.label)
     stmt = select(m.MDRun).where(
         m.MDRun.system == opts.system,
         m.MDRun.model_id.is_(None) if model_id is None else m.MDRun.model_id == model_id,
@@ -169,7 +176,7 @@ def _add_series(ld: Loader, run: m.MDRun, d: MDData, source: Path) -> None:
     ld.s.flush()
     table = pa.table({"md_series_id": pa.array(np.full(d.n_rows, row.id), pa.int64()),
                       **{k: pa.array(v, pa.float64()) for k, v in d.columns.items()}})
-    model = ld.s.get(m.Model, run.model_id).name if run.model_id else "none"
+    model = ld.names.model_name(run.model_id) or "none"
     ld.fill_lake_file(lf, "md_series", table, model=model, system=run.system)
     extra = dict(run.extra or {})
     extra.setdefault("series", {})[d.name] = {

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ingest.loader import IngestSummary, Loader, ingest_run
+from ingest.writers.conflicts import with_retries
 from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.errors import IngestError
@@ -162,9 +163,9 @@ def _source_sha(path: str) -> str:
 def _source_ids(ld: Loader, rec: PropertyRecord, path: str) -> tuple[int | None, int | None]:
     st = rec.source_type
     if st is None:
-        if ld.s.scalar(select(m.Model.id).where(m.Model.name == rec.source)) is not None:
+        if ld.names.model_id(rec.source) is not None:
             st = "model"
-        elif ld.s.scalar(select(m.LevelOfTheory.id).where(m.LevelOfTheory.name == rec.source)):
+        elif ld.names.level_id(rec.source) is not None:
             st = "level_of_theory"
         else:
             raise IngestError(f"source {rec.source!r} is neither a stored model nor a level of"
@@ -196,31 +197,39 @@ def ingest_properties(
     records = list(readers[fmt](path, **_reader_options(fmt, path, model, reference, ref_dir)))
     if not records:
         raise IngestError("no properties", path=path)
-    with ingest_run(wh, kind="properties", source=path, source_sha256=_source_sha(path),
-                    argv=argv) as ld:
-        seen = {(p.material, p.property, p.key, p.model_id, p.level_of_theory_id)
-                for p in ld.s.scalars(select(m.Property))}
-        for rec in records:
-            model_id, level_id = _source_ids(ld, rec, path)
-            ident = (rec.material, rec.property, rec.key, model_id, level_id)
-            if ident in seen:
-                ld.summary.seen("properties")
-                continue
-            seen.add(ident)
-            ld.s.add(m.Property(
-                material=rec.material, property=rec.property, key=rec.key, value=rec.value,
-                unit=rec.unit, model_id=model_id, level_of_theory_id=level_id,
-                structure_id=_structure_id(ld, rec.structure, path), extra=rec.extra or None,
-                ingest_run_id=ld.run.id))
-            ld.summary.add("properties")
-        ld.s.flush()
-    return ld.summary
+    source_sha = _source_sha(path)
+
+    def attempt(_: int) -> IngestSummary:
+        with ingest_run(wh, kind="properties", source=path, source_sha256=source_sha,
+                        argv=argv) as ld:
+            # "already stored" is decided by reading every property (no unique key spans the
+            # identity): concurrent property ingests queue on this lock before reading
+            ld.names.lock("properties")
+            seen = {(p.material, p.property, p.key, p.model_id, p.level_of_theory_id)
+                    for p in ld.s.scalars(select(m.Property))}
+            for rec in records:
+                model_id, level_id = _source_ids(ld, rec, path)
+                ident = (rec.material, rec.property, rec.key, model_id, level_id)
+                if ident in seen:
+                    ld.summary.seen("properties")
+                    continue
+                seen.add(ident)
+                ld.s.add(m.Property(
+                    material=rec.material, property=rec.property, key=rec.key, value=rec.value,
+                    unit=rec.unit, model_id=model_id, level_of_theory_id=level_id,
+                    structure_id=_structure_id(ld, rec.structure, path), extra=rec.extra or None,
+                    ingest_run_id=ld.run.id))
+                ld.summary.add("properties")
+            ld.s.flush()
+        return ld.summary
+
+    return with_retries(attempt, what=path)
 
 
 def _structure_id(ld: Loader, structure_hash: str | None, path: str) -> int | None:
     if structure_hash is None:
         return None
-    sid = ld.s.scalar(select(m.Structure.id).where(m.Structure.hash == structure_hash))
+    sid = ld.names.structure_id(structure_hash)
     if sid is None:
         raise IngestError(f"no stored structure with hash {structure_hash!r}; ingest it first",
                           path=path)

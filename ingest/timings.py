@@ -33,6 +33,7 @@ from sqlalchemy import func, select
 
 from ingest.hardware import Hardware
 from ingest.loader import IngestSummary, Loader, ingest_run
+from ingest.writers.conflicts import with_retries
 from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.errors import IngestError
@@ -429,15 +430,22 @@ def ingest_timings(
         raise IngestError(f"record {unnamed[0] + 1} names no model; pass --model NAME",
                           path=str(path))
     sha = sha256_file(path)
-    with ingest_run(wh, kind="timings", source=str(path), source_sha256=sha, argv=argv) as ld:
-        for name in sorted({model or r.model for r in records}):
-            mid = ld.model(name)
-            mine = [r for r in records if (model or r.model) == name]
-            if n := _already_stored(ld, sha, mid):  # the same file for the same model: no-op
-                ld.summary.seen("timings", n)
-                continue
-            add_timings(ld, mine, model_id=mid)
-    return ld.summary
+
+    def attempt(_: int) -> IngestSummary:
+        with ingest_run(wh, kind="timings", source=str(path), source_sha256=sha, argv=argv) as ld:
+            for name in sorted({model or r.model for r in records}):
+                mid = ld.model(name)
+                mine = [r for r in records if (model or r.model) == name]
+                # the same file for the same model is a no-op: no unique key says so, so
+                # concurrent ingests of it queue on this lock before looking
+                ld.names.lock("timings", sha, mid)
+                if n := _already_stored(ld, sha, mid):
+                    ld.summary.seen("timings", n)
+                    continue
+                add_timings(ld, mine, model_id=mid)
+        return ld.summary
+
+    return with_retries(attempt, what=str(path))
 
 
 def _already_stored(ld: Loader, sha: str, model_id: int) -> int:

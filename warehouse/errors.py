@@ -47,3 +47,9 @@ class NoMatch(WarehouseError):
 
 class LakeError(WarehouseError):
     """A lake file is missing, altered, or cannot be written."""
+
+
+class ConflictError(WarehouseError):
+    """Concurrent writers kept colliding (unique key, deadlock, serialization) past the retries."""
+
+    exit_code = 75  # EX_TEMPFAIL: running the same command again is the fix

@@ -7,13 +7,15 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
+from warehouse.locks import migration_lock
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
 # The newest migration's revision: what every command checks the catalog against. Kept here
 # rather than read from the scripts because importing alembic costs ~0.2 s of every command's
 # start-up; tests/test_migrations.py checks that it is alembic's head.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 
 
 def _script_location() -> str:
@@ -49,12 +51,16 @@ def scripts_head_revision() -> str:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate to ``revision``; one process at a time (:func:`warehouse.locks.migration_lock`),
+    so a second, concurrent upgrade finds the work done instead of racing it."""
     from alembic import command
 
-    command.upgrade(alembic_config(engine), revision)
+    with migration_lock(engine):
+        command.upgrade(alembic_config(engine), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     from alembic import command
 
-    command.downgrade(alembic_config(engine), revision)
+    with migration_lock(engine):
+        command.downgrade(alembic_config(engine), revision)

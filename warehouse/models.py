@@ -478,3 +478,14 @@ class LeaderboardRollup(Base):
 
 
 Index("ix_leaderboard_rollup_model_dataset", LeaderboardRollup.model_id, LeaderboardRollup.dataset_id)
+
+
+class CatalogIdentity(Base):
+    """The catalog's uuid (one row, id 1): its lake's ``_warehouse.json`` names it, so that a lake
+    written by one catalog is refused by every other (``warehouse.identity``)."""
+
+    __tablename__ = "catalog_identity"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
