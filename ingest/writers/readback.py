@@ -75,6 +75,36 @@ def rows_where_in(conn: Connection, table: Table, columns: Sequence[str], key: s
     return out
 
 
+def _read_file(lake: Lake, rel: str, columns: list[str]):
+    """``columns`` of a whole lake file (they hold one batch each). Read as one Parquet file,
+    not through ``Lake.read``'s dataset reader: that imports pyarrow.dataset and with it pandas,
+    ~1 s of a predictions ingest that reads a few small files."""
+    import pyarrow.parquet as pq
+
+    try:
+        with lake.fs.open_input_file(lake.full(rel)) as src:
+            return pq.ParquetFile(src).read(columns=columns)
+    except FileNotFoundError as exc:
+        raise LakeError(f"lake file {lake.full(rel)} is missing; run `warehouse check`") from exc
+
+
+_NUMPY_TYPES = {"int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
+                "float": np.float32, "double": np.float64}
+
+
+def _numpy(column) -> np.ndarray:
+    """A lake column (numbers, no nulls) as a numpy array, from its buffers: pyarrow's own
+    ``to_numpy`` imports pandas (~1 s of a predictions ingest, which otherwise never needs it)."""
+    parts = []
+    for chunk in column.chunks:
+        dtype = _NUMPY_TYPES.get(str(chunk.type))
+        if dtype is None or chunk.null_count:
+            return column.to_numpy()
+        parts.append(np.frombuffer(chunk.buffers()[1], dtype=dtype, count=len(chunk),
+                                   offset=chunk.offset * np.dtype(dtype).itemsize))
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
 def lake_paths(conn: Connection, lake_files: Table, ids: Sequence[int]) -> dict[int, str]:
     """lake file id -> its path."""
     return dict(rows_where_in(conn, lake_files, ("id", "path"), "id", ids))
@@ -97,10 +127,10 @@ def read_atoms(lake: Lake, paths: dict[int, str], *, id_name: str, owners: NDArr
         return {c: np.empty((0,)) for c in columns}
     parts: dict[str, list[np.ndarray]] = {c: [] for c in (id_name, "atom_index", *columns)}
     for lf in np.unique(files).tolist():
-        ids = np.unique(owners[files == lf]).tolist()
-        t = lake.read(paths[lf], columns=list(parts), filters=[(id_name, "in", ids)])
+        t = _read_file(lake, paths[lf], list(parts))
+        keep = np.isin(_numpy(t[id_name]), owners[files == lf])
         for c in parts:
-            parts[c].append(t[c].to_numpy())
+            parts[c].append(_numpy(t[c])[keep])
     cols = {c: np.concatenate(v) for c, v in parts.items()}
     order = np.lexsort((cols["atom_index"], cols[id_name]))
     found, first, n_found = np.unique(cols[id_name][order], return_index=True, return_counts=True)
