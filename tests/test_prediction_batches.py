@@ -312,3 +312,39 @@ def test_tolerance_finds_every_true_match_and_rejects_others(pbc) -> None:
                     frames.positions + 0.01 * rng.standard_normal(frames.positions.shape),
                     frames.cells, frames.pbcs)
     assert tolerance_pairs(rattled, stored, pf, pc) == {}
+
+
+def test_the_window_holds_every_true_match() -> None:
+    """The window on the first structure factor (the look-up of candidates) is never narrower
+    than the distance of a structure moved within MATCH_TOL, its cell too."""
+    from ingest.writers.matching import _factors, _inverses, _window
+
+    rng = np.random.default_rng(8)
+    stored = _random_atoms(rng, 200, (True, True, True))
+    step = rng.standard_normal(stored.positions.shape)
+    moved = Atoms(stored.counts, stored.numbers,
+                  stored.positions + 0.999 * MATCH_TOL * step / np.linalg.norm(step, axis=1)[:, None],
+                  stored.cells + rng.uniform(-MATCH_TOL, MATCH_TOL, stored.cells.shape), stored.pbcs)
+    s_c = _factors(stored, _inverses(stored.cells, stored.pbcs)[1])[:, 0]
+    s_f = _factors(moved, _inverses(moved.cells, moved.pbcs)[1])[:, 0]
+    assert np.all(np.abs(s_f.real - s_c.real) <= _window(moved))
+
+
+def test_many_stored_structures_of_one_formula_and_cell(wh, tmp_path) -> None:
+    """More candidates of the frame's formula and cell than MATCH_MAX_CANDIDATES (many small
+    equal cells): each frame still finds its own structure."""
+    from ingest.writers.matching import MATCH_MAX_CANDIDATES
+
+    rng = np.random.default_rng(9)
+    frames = []
+    for _ in range(MATCH_MAX_CANDIDATES * 2):
+        a = bulk("Cu", cubic=True)
+        a.positions += rng.normal(scale=0.05, size=a.positions.shape)
+        a.calc = SinglePointCalculator(a, energy=-1.0, forces=np.zeros((4, 3)))
+        frames.append(a)
+    write(tmp_path / "s.xyz", frames, format="extxyz")
+    ingest_structures(wh, tmp_path / "s.xyz", dataset="d")
+    _write_predictions(tmp_path / "p.xyz", frames, lambda k, pos: pos + 4e-6)
+    summary = ingest_predictions(wh, tmp_path / "p.xyz", model="m")
+    assert summary.added["predictions"] == len(frames)
+    assert _check_stored_sums(wh) == len(frames)

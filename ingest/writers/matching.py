@@ -65,10 +65,11 @@ class Matcher:
 
     def __init__(self, loader: Loader) -> None:
         self.ld = loader
-        # formula -> the stored structures of that formula (id, n_atoms, cell, pbc, lake file),
-        # loaded once per ingest for the tolerance path; reloaded when this ingest stores more
-        self._by_formula: dict[str, tuple[Any, ...]] = {}
+        # the tolerance path's candidates: the stored structures of a formula, and structure
+        # factors by structure id, loaded once per ingest (again when it stores structures)
+        self._by_formula: dict[str, _Group] = {}
         self._by_formula_at = -1
+        self._factors: dict[int, NDArray[np.complex128]] = {}
 
     def lookup_hashes(self, hashes: list[str]) -> dict[str, int]:
         """hash -> structure id, of those of ``hashes`` that are stored (or added by this
@@ -143,50 +144,94 @@ class Matcher:
 
     def _within_tolerance(self, b: FrameBatch, miss: list[int], sids: list[int | None],
                           perms: list[NDArray[np.int64] | None]) -> None:
+        """Frames off both hashes: candidates found by their structure factors (see
+        :func:`tolerance_pairs`) among the stored structures of the same formula, atoms read
+        once for the batch, compared all at once."""
         conn = self._conn()
         d = b.description()
-        by_formula = self._candidates(conn, sorted({d.formulas[i] for i in miss}))
-        pair_frame: list[int] = []  # positions in `miss`
-        pair_cand: list[int] = []  # rows of `table`, the union of the candidates
-        table_rows: dict[tuple[str, int], int] = {}
-        keys: list[tuple[str, int]] = []
-        for j, i in enumerate(miss):
-            group = by_formula.get(d.formulas[i])
-            if group is None:
-                continue
-            ids, n_atoms, cells, pbc, _ = group
-            near = np.flatnonzero((n_atoms == b.counts[i]) & (pbc == d.pbc_text[i])
-                                  & (np.abs(cells - b.cells[i]).max(axis=(1, 2)) <= MATCH_TOL))
-            for k in near[:MATCH_MAX_CANDIDATES].tolist():
-                key = (d.formulas[i], k)
-                if key not in table_rows:
-                    table_rows[key] = len(keys)
-                    keys.append(key)
-                pair_frame.append(j)
-                pair_cand.append(table_rows[key])
-        if not pair_frame:
-            return
-        cand_ids = np.array([by_formula[f][0][k] for f, k in keys], dtype=np.int64)
-        counts = np.array([by_formula[f][1][k] for f, k in keys], dtype=np.int64)
-        got = self._read(conn, cand_ids, counts,
-                         np.array([by_formula[f][4][k] for f, k in keys], dtype=np.int64))
-        cands = Atoms(counts, got["Z"], np.column_stack([got["x"], got["y"], got["z"]]),
-                      np.stack([by_formula[f][2][k] for f, k in keys]),
-                      np.stack([_pbc(by_formula[f][3][k]) for f, k in keys]))
+        formulas = [d.formulas[i] for i in miss]
+        groups = self._candidates(conn, sorted(set(formulas)))
         frames = _frame_atoms(b, miss)
-        found = tolerance_pairs(frames, cands, np.array(pair_frame, dtype=np.int64),
-                                np.array(pair_cand, dtype=np.int64))
+        pbc_text = [d.pbc_text[i] for i in miss]
+        window = (_factors(frames, _inverses(frames.cells, frames.pbcs)[1])[:, 0].real,
+                  _window(frames))
+        pf: list[int] = []  # positions in `miss`
+        pc: list[int] = []  # candidate structure ids
+        for formula in sorted(set(formulas) & set(groups)):
+            js = [j for j, f in enumerate(formulas) if f == formula]
+            self._pairs_in_group(conn, groups[formula], frames, js, pbc_text, window, pf, pc)
+        if not pf:
+            return
+        cand_ids, pair_cand = np.unique(np.array(pc, dtype=np.int64), return_inverse=True)
+        cands = self._atoms(conn, cand_ids, groups, formulas, pf, pc)
+        found = tolerance_pairs(frames, cands, np.array(pf, dtype=np.int64), pair_cand)
         for p, perm in found.items():  # pairs in id order per frame: the first match wins
-            i = miss[pair_frame[p]]
+            i = miss[pf[p]]
             if sids[i] is None:
-                sids[i] = int(cand_ids[pair_cand[p]])
+                sids[i] = int(pc[p])
                 perms[i] = perm
 
-    def _candidates(self, conn, formulas: list[str]) -> dict[str, tuple[Any, ...]]:
-        """formula -> (ids, n_atoms, cells (K, 3, 3), pbc texts, lake file ids) of the stored
-        structures of each formula, in id order."""
+    def _pairs_in_group(self, conn, g: _Group, frames: Atoms, js: list[int], pbc_text: list[str],
+                        window: tuple[NDArray, NDArray], pf: list[int], pc: list[int]) -> None:
+        """(frame, candidate) pairs of the frames ``js`` of one formula: the stored structures
+        of the same atom count, pbc and cell (within the tolerance) whose first structure factor
+        is within the frame's bound (a window on the sorted factors), at most
+        MATCH_MAX_CANDIDATES per frame, in id order."""
+        near = [np.flatnonzero((g.n_atoms == frames.counts[j]) & (g.pbc == pbc_text[j])
+                               & (np.abs(g.cells - frames.cells[j]).max(axis=(1, 2)) <= MATCH_TOL))
+                for j in js]
+        rows = np.unique(np.concatenate(near)) if near else np.empty(0, dtype=np.int64)
+        if not len(rows):
+            return
+        factor = self._factors_of(conn, g, rows)[:, 0].real  # of `rows`, in order
+        order = np.argsort(factor)
+        sorted_factor = factor[order]
+        s_f, half = window
+        for j, mask in zip(js, near, strict=True):
+            if not len(mask):
+                continue
+            if frames.pbcs[j].any():  # the window's rows that are near, by id
+                lo = np.searchsorted(sorted_factor, s_f[j] - half[j], side="left")
+                hi = np.searchsorted(sorted_factor, s_f[j] + half[j], side="right")
+                take = np.intersect1d(rows[order[lo:hi]], mask)
+            else:
+                take = mask
+            for k in take[:MATCH_MAX_CANDIDATES].tolist():
+                pf.append(j)
+                pc.append(int(g.ids[k]))
+
+    def _factors_of(self, conn, g: _Group, rows: NDArray[np.int64]) -> NDArray[np.complex128]:
+        """Structure factors of the group's ``rows`` (kept for the ingest: one read each)."""
+        todo = [k for k in rows.tolist() if int(g.ids[k]) not in self._factors]
+        if todo:
+            k = np.array(todo, dtype=np.int64)
+            got = self._read(conn, g.ids[k], g.n_atoms[k], g.files[k])
+            atoms = Atoms(g.n_atoms[k], got["Z"], np.column_stack([got["x"], got["y"], got["z"]]),
+                          g.cells[k], np.stack([_pbc(t) for t in g.pbc[k]]))
+            s = _factors(atoms, _inverses(atoms.cells, atoms.pbcs)[1])
+            self._factors.update(zip(g.ids[k].tolist(), s))
+        return np.stack([self._factors[int(i)] for i in g.ids[rows]])
+
+    def _atoms(self, conn, ids: NDArray[np.int64], groups: dict[str, _Group], formulas: list[str],
+               pf: list[int], pc: list[int]) -> Atoms:
+        """The stored structures ``ids`` (sorted) as :class:`Atoms`: one read per lake file."""
+        where: dict[int, tuple[_Group, int]] = {}
+        for j, sid in zip(pf, pc, strict=True):
+            if sid not in where:
+                g = groups[formulas[j]]
+                where[sid] = (g, int(np.searchsorted(g.ids, sid)))
+        meta = [where[int(i)] for i in ids]
+        counts = np.array([g.n_atoms[k] for g, k in meta], dtype=np.int64)
+        got = self._read(conn, ids, counts, np.array([g.files[k] for g, k in meta], dtype=np.int64))
+        return Atoms(counts, got["Z"], np.column_stack([got["x"], got["y"], got["z"]]),
+                     np.stack([g.cells[k] for g, k in meta]),
+                     np.stack([_pbc(g.pbc[k]) for g, k in meta]))
+
+    def _candidates(self, conn, formulas: list[str]) -> dict[str, _Group]:
+        """formula -> the stored structures of that formula, in id order (loaded once per
+        ingest, again when this ingest stores more structures)."""
         added = self.ld.summary.added.get("structures", 0)
-        if added != self._by_formula_at:  # this ingest stored more structures: load again
+        if added != self._by_formula_at:
             self._by_formula, self._by_formula_at = {}, added
         todo = [f for f in formulas if f not in self._by_formula]
         rows = rows_where_in(conn, m.Structure.__table__,
@@ -197,14 +242,24 @@ class Matcher:
             grouped[r[0]].append(r)
         for f, rs in grouped.items():
             rs.sort(key=lambda r: r[1])
-            self._by_formula[f] = (
+            self._by_formula[f] = _Group(
                 np.array([r[1] for r in rs], dtype=np.int64),
                 np.array([r[2] for r in rs], dtype=np.int64),
                 np.stack([_cell(r[3]) for r in rs]) if rs else np.empty((0, 3, 3)),
                 np.array([r[4] for r in rs], dtype=object),
-                np.array([r[5] for r in rs], dtype=np.int64),
-            )
-        return {f: self._by_formula[f] for f in formulas if len(self._by_formula[f][0])}
+                np.array([r[5] for r in rs], dtype=np.int64))
+        return {f: self._by_formula[f] for f in formulas if len(self._by_formula[f].ids)}
+
+
+@dataclass
+class _Group:
+    """The stored structures of one formula, in id order."""
+
+    ids: NDArray[np.int64]
+    n_atoms: NDArray[np.int64]
+    cells: NDArray[np.float64]  # (K, 3, 3)
+    pbc: NDArray[np.object_]  # "TTT"
+    files: NDArray[np.int64]  # lake file of their atoms
 
 
 def _cell(value: Any) -> NDArray[np.float64]:
@@ -285,6 +340,25 @@ def _factors(atoms: Atoms, inv: NDArray[np.float64]) -> NDArray[np.complex128]:
         out[:, k] = (np.bincount(owner, z[:, 0] * np.cos(phase[:, k]), len(atoms.counts))
                      + 1j * np.bincount(owner, z[:, 0] * np.sin(phase[:, k]), len(atoms.counts)))
     return out
+
+
+def _window(frames: Atoms) -> NDArray[np.float64]:
+    """Per frame, how far the first structure factor of a stored structure within MATCH_TOL
+    can be from the frame's: the pair bound of :func:`_structure_factors_agree` for any cell
+    within MATCH_TOL of the frame's (each entry), with a = |inv_f| (Frobenius, >= spectral) and
+    e = 3 MATCH_TOL >= |C_c - C_f|: |inv_c| <= a / (1 - a e), |inv_c - inv_f| <= a^2 e / (1 - a e).
+    Infinite where that expansion does not hold (a cell so small that it never happens)."""
+    _, inv = _inverses(frames.cells, frames.pbcs)
+    owner = np.repeat(np.arange(len(frames.counts)), frames.counts)
+    z = frames.numbers.astype(np.float64)
+    z_sum = np.bincount(owner, z, len(frames.counts))
+    z_r = np.bincount(owner, z * np.linalg.norm(frames.positions, axis=1), len(frames.counts))
+    a = np.linalg.norm(inv, axis=(1, 2))
+    e = 3 * MATCH_TOL
+    denom = 1 - a * e
+    half = _TWO_PI * (MATCH_TOL * z_sum * a + z_r * a * a * e) / np.where(denom > 0.5, denom, np.nan)
+    half = half * (1 + 1e-6) + 1e-9 * z_sum
+    return np.where(np.isnan(half), np.inf, half)
 
 
 def _structure_factors_agree(frames: Atoms, cands: Atoms, pf: NDArray[np.int64],
