@@ -194,35 +194,42 @@ def predictions_main(args: argparse.Namespace, data: Path, n_atoms: int, n_frame
     files = write_prediction_files(data)
     exe = str(Path(sys.executable).with_name("warehouse"))
     print(f"\n{n_frames} structures, {n_atoms} atoms ({data.name})\n")
-    print("| engine | ingest | seconds (median) | atoms/s | vs structures | vs predictions by hash |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| engine | ingest | seconds (median) | atoms/s | vs structures | vs by hash |"
+          " CPU-s (median) | atoms/CPU-s | vs structures | vs by hash |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     results: dict[str, dict] = {}
     for engine, pg in [("SQLite", None)] + ([("PostgreSQL", args.pg)] if args.pg else []):
-        tries: dict[str, list[float]] = {k: [] for k in ("structures", *PREDICTION_FILES)}
+        tries: dict[str, list[dict]] = {k: [] for k in ("structures", *PREDICTION_FILES)}
         for _ in range(args.repeat):
             lake = args.workdir / f"lake-pred-{engine}"
             url = _fresh_warehouse(args.workdir, pg, "pred", lake)
             base = [exe, "--url", url, "--lake", str(lake), "ingest"]
-            r = _timed([*base, "structures", str(data), "--dataset", "bench",
-                        "--level-of-theory", "EMT"])
-            tries["structures"].append(r["wall_s"])
+            tries["structures"].append(_timed([*base, "structures", str(data), "--dataset",
+                                               "bench", "--level-of-theory", "EMT"]))
             for kind in PREDICTION_FILES:  # a model each, so that each file is all new work
                 r = _timed([*base, "predictions", str(files[kind]), "--model", f"m-{kind}"],
                            expect_failure=kind == "absent")
-                tries[kind].append(r["wall_s"])
+                tries[kind].append(r)
                 if kind == "absent" and "not in the warehouse" not in (r["detail"] or ""):
                     raise RuntimeError(f"the absent file was not refused as expected: {r}")
-        med = {k: sorted(v)[len(v) // 2] for k, v in tries.items()}
-        results[engine] = {"all_wall_s": tries, "median_s": med}
-        for kind, secs in med.items():
-            rate = n_atoms / secs
-            vs_s = rate / (n_atoms / med["structures"])
-            vs_h = "" if kind in ("structures", "hash") else f"{med['hash'] / secs:.2f}x"
-            print(f"| {engine} | {kind} | {secs:.2f} | {rate:,.0f} | {vs_s:.2f}x | {vs_h} |",
-                  flush=True)
+        # medians of wall and of CPU time, each over the repeats (this machine is shared: wall
+        # time varies with the load of others, the process's own CPU time much less)
+        med = {k: {t: sorted(r[t] for r in v)[len(v) // 2] for t in ("wall_s", "cpu_s")}
+               for k, v in tries.items()}
+        results[engine] = {"runs": tries, "median": med}
+        for kind, m in med.items():
+            cells = []
+            for t in ("wall_s", "cpu_s"):
+                rate = n_atoms / m[t]
+                vs_s = med["structures"][t] / m[t]
+                vs_h = "" if kind in ("structures", "hash") else f"{med['hash'][t] / m[t]:.2f}x"
+                cells += [f"{m[t]:.2f}", f"{rate:,.0f}", f"{vs_s:.2f}x", vs_h]
+            print(f"| {engine} | {kind} | {' | '.join(cells)} |", flush=True)
     for engine, r in results.items():
-        for kind, walls in r["all_wall_s"].items():
-            print(f"\n{engine} {kind}: s of {len(walls)} runs: {', '.join(f'{w:.2f}' for w in walls)}")
+        for kind, runs in r["runs"].items():
+            walls = ", ".join(f"{x['wall_s']:.2f}" for x in runs)
+            cpus = ", ".join(f"{x['cpu_s']:.2f}" for x in runs)
+            print(f"\n{engine} {kind}: {len(runs)} runs, wall s {walls}; CPU s {cpus}")
     if args.json:
         args.json.write_text(json.dumps({"n_atoms": n_atoms, "n_structures": n_frames,
                                          "runs": results}, indent=2))
@@ -323,13 +330,15 @@ def _timed(cmd: list[str], env: dict | None = None, *, expect_failure: bool = Fa
         stdout, stderr = out.read(), err.read()
     if (proc.returncode != 0) != expect_failure:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{stdout}\n{stderr}")
+    cpu_s = usage.ru_utime + usage.ru_stime  # the process and its reader process
     if expect_failure:  # the refusal's message is the detail
-        return {"seconds": seconds, "wall_s": seconds, "peak_rss_mb": usage.ru_maxrss / 1024,
+        return {"seconds": seconds, "wall_s": seconds, "cpu_s": cpu_s,
+                "peak_rss_mb": usage.ru_maxrss / 1024,
                 "peak_tree_rss_mb": max(tree_mb, usage.ru_maxrss / 1024),
                 "detail": stderr.strip().splitlines()[-1] if stderr.strip() else stdout}
     last = stdout.strip().splitlines()[-1] if stdout.strip() else ""
     report = json.loads(last) if last.startswith("{") else {}
-    return {"seconds": report.get("seconds", seconds), "wall_s": seconds,
+    return {"seconds": report.get("seconds", seconds), "wall_s": seconds, "cpu_s": cpu_s,
             "peak_rss_mb": usage.ru_maxrss / 1024,
             # the sampling can miss the main process's own peak, which the kernel counted
             "peak_tree_rss_mb": max(tree_mb, usage.ru_maxrss / 1024),

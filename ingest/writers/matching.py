@@ -8,9 +8,11 @@ an id. A frame is matched, for a whole batch at a time:
    misses, one read of the matched structures' atoms, and the permutation that puts the
    frame's per-atom arrays in stored order;
 3. else within ``MATCH_TOL`` (positions written with fewer decimals, a coordinate on the other
-   side of a 1e-6 Å rounding step): the stored structures of the same atom count, formula, pbc
-   and cell (within the tolerance) are candidates; their atoms are read once for the batch and
-   compared with every frame's at once (:func:`tolerance_pairs`), in any atom order.
+   side of a 1e-6 Å rounding step), in any atom order: candidates are the stored structures of
+   the same atom count, formula, pbc and cell (within the tolerance) whose structure factor is
+   close enough to the frame's (a look-up in the sorted factors, which are computed once per
+   ingest from one read of those structures' atoms); the candidates' atoms are read once for
+   the batch and compared with the frames' all at once (:func:`tolerance_pairs`).
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ if TYPE_CHECKING:
 # Two files describe the same structure when every atom is within this distance (Å, minimum
 # image) of an atom of the same species: files written with 8 decimals differ by 5e-9 Å.
 MATCH_TOL = 1e-5
-# A frame that misses both hashes is compared with at most this many stored structures of its
-# atom count, formula, pbc and cell (the first by id); past that it counts as unmatched (and is
-# reported as such). Bounds the lake reads of a file of structures that are genuinely absent
-# from a large same-cell dataset (AIMD snapshots).
+# A frame that misses both hashes is compared atom by atom with at most this many candidates
+# (the first by id of those that pass the structure-factor look-up); past that it counts as
+# unmatched (and is reported as such). Bounds the work where the factors cannot tell structures
+# apart (translated copies of a perfect lattice, whose factors all vanish).
 MATCH_MAX_CANDIDATES = 64
 _TWO_PI = 2 * np.pi
 
@@ -152,14 +154,13 @@ class Matcher:
         formulas = [d.formulas[i] for i in miss]
         groups = self._candidates(conn, sorted(set(formulas)))
         frames = _frame_atoms(b, miss)
-        pbc_text = [d.pbc_text[i] for i in miss]
-        window = (_factors(frames, _inverses(frames.cells, frames.pbcs)[1])[:, 0].real,
-                  _window(frames))
-        pf: list[int] = []  # positions in `miss`
-        pc: list[int] = []  # candidate structure ids
-        for formula in sorted(set(formulas) & set(groups)):
-            js = [j for j, f in enumerate(formulas) if f == formula]
-            self._pairs_in_group(conn, groups[formula], frames, js, pbc_text, window, pf, pc)
+        near = self._near(groups, frames, formulas, [d.pbc_text[i] for i in miss])
+        union: dict[str, NDArray[np.bool_]] = {}  # per formula: near any of its frames
+        for f, mask in zip(formulas, near, strict=True):
+            if mask is not None:
+                union[f] = union[f] | mask if f in union else mask
+        self._compute_factors(conn, {f: groups[f] for f in union}, union)
+        pf, pc = self._pairs(groups, frames, formulas, near, union)
         if not pf:
             return
         cand_ids, pair_cand = np.unique(np.array(pc, dtype=np.int64), return_inverse=True)
@@ -171,46 +172,74 @@ class Matcher:
                 sids[i] = int(pc[p])
                 perms[i] = perm
 
-    def _pairs_in_group(self, conn, g: _Group, frames: Atoms, js: list[int], pbc_text: list[str],
-                        window: tuple[NDArray, NDArray], pf: list[int], pc: list[int]) -> None:
-        """(frame, candidate) pairs of the frames ``js`` of one formula: the stored structures
-        of the same atom count, pbc and cell (within the tolerance) whose first structure factor
-        is within the frame's bound (a window on the sorted factors), at most
-        MATCH_MAX_CANDIDATES per frame, in id order."""
-        near = [np.flatnonzero((g.n_atoms == frames.counts[j]) & (g.pbc == pbc_text[j])
-                               & (np.abs(g.cells - frames.cells[j]).max(axis=(1, 2)) <= MATCH_TOL))
-                for j in js]
-        rows = np.unique(np.concatenate(near)) if near else np.empty(0, dtype=np.int64)
-        if not len(rows):
-            return
-        factor = self._factors_of(conn, g, rows)[:, 0].real  # of `rows`, in order
-        order = np.argsort(factor)
-        sorted_factor = factor[order]
-        s_f, half = window
-        for j, mask in zip(js, near, strict=True):
-            if not len(mask):
+    @staticmethod
+    def _near(groups: dict[str, _Group], frames: Atoms, formulas: list[str],
+              pbc_text: list[str]) -> list[NDArray[np.bool_] | None]:
+        """Per frame, which stored structures of its formula have its atom count, pbc and cell
+        (within MATCH_TOL); None where the formula has none. Computed once per distinct
+        (formula, atom count, pbc, cell): many frames share one cell."""
+        memo: dict[tuple, NDArray[np.bool_]] = {}
+        out: list[NDArray[np.bool_] | None] = []
+        for j, formula in enumerate(formulas):
+            g = groups.get(formula)
+            if g is None:
+                out.append(None)
                 continue
-            if frames.pbcs[j].any():  # the window's rows that are near, by id
-                lo = np.searchsorted(sorted_factor, s_f[j] - half[j], side="left")
-                hi = np.searchsorted(sorted_factor, s_f[j] + half[j], side="right")
-                take = np.intersect1d(rows[order[lo:hi]], mask)
-            else:
-                take = mask
-            for k in take[:MATCH_MAX_CANDIDATES].tolist():
-                pf.append(j)
-                pc.append(int(g.ids[k]))
+            key = (formula, int(frames.counts[j]), pbc_text[j], frames.cells[j].tobytes())
+            if key not in memo:
+                memo[key] = ((g.n_atoms == frames.counts[j]) & (g.pbc == pbc_text[j])
+                             & (np.abs(g.cells - frames.cells[j]).max(axis=(1, 2)) <= MATCH_TOL))
+            out.append(memo[key])
+        return out
 
-    def _factors_of(self, conn, g: _Group, rows: NDArray[np.int64]) -> NDArray[np.complex128]:
-        """Structure factors of the group's ``rows`` (kept for the ingest: one read each)."""
-        todo = [k for k in rows.tolist() if int(g.ids[k]) not in self._factors]
-        if todo:
-            k = np.array(todo, dtype=np.int64)
-            got = self._read(conn, g.ids[k], g.n_atoms[k], g.files[k])
-            atoms = Atoms(g.n_atoms[k], got["Z"], np.column_stack([got["x"], got["y"], got["z"]]),
-                          g.cells[k], np.stack([_pbc(t) for t in g.pbc[k]]))
-            s = _factors(atoms, _inverses(atoms.cells, atoms.pbcs)[1])
-            self._factors.update(zip(g.ids[k].tolist(), s))
-        return np.stack([self._factors[int(i)] for i in g.ids[rows]])
+    def _compute_factors(self, conn, groups: dict[str, _Group],
+                         rows: dict[str, NDArray[np.bool_]]) -> None:
+        """Structure factors of the groups' ``rows`` not known yet: one read for all of them,
+        kept for the ingest."""
+        todo = [(g, np.array([k for k in np.flatnonzero(rows[f]).tolist()
+                              if int(g.ids[k]) not in self._factors], dtype=np.int64))
+                for f, g in groups.items()]
+        todo = [(g, k) for g, k in todo if len(k)]
+        if not todo:
+            return
+        ids = np.concatenate([g.ids[k] for g, k in todo])
+        counts = np.concatenate([g.n_atoms[k] for g, k in todo])
+        got = self._read(conn, ids, counts, np.concatenate([g.files[k] for g, k in todo]))
+        atoms = Atoms(counts, got["Z"], np.column_stack([got["x"], got["y"], got["z"]]),
+                      np.concatenate([g.cells[k] for g, k in todo]),
+                      np.stack([_pbc(t) for g, k in todo for t in g.pbc[k]]))
+        self._factors.update(zip(ids.tolist(), _factors(atoms, _inverses(atoms.cells, atoms.pbcs)[1])))
+
+    def _pairs(self, groups: dict[str, _Group], frames: Atoms, formulas: list[str],
+               near: list[NDArray[np.bool_] | None],
+               union: dict[str, NDArray[np.bool_]]) -> tuple[list[int], list[int]]:
+        """(frame, candidate id) pairs: per frame, its near structures whose first structure
+        factor is within the frame's window (a look-up in the sorted factors), at most
+        MATCH_MAX_CANDIDATES, in id order. Frames with no periodic axis: every near structure."""
+        s_f = _factors(frames, _inverses(frames.cells, frames.pbcs)[1])[:, 0].real
+        half = _window(frames)
+        lookup: dict[str, tuple[NDArray, NDArray]] = {}  # formula -> sorted factors, their rows
+        for f, mask in union.items():
+            rows = np.flatnonzero(mask)
+            factor = np.array([self._factors[i][0].real for i in groups[f].ids[rows].tolist()])
+            order = np.argsort(factor)
+            lookup[f] = (factor[order], rows[order])
+        pf: list[int] = []
+        pc: list[int] = []
+        for j, (formula, mask) in enumerate(zip(formulas, near, strict=True)):
+            if mask is None:
+                continue
+            if frames.pbcs[j].any():
+                factor, rows = lookup[formula]
+                lo = np.searchsorted(factor, s_f[j] - half[j], side="left")
+                hi = np.searchsorted(factor, s_f[j] + half[j], side="right")
+                take = np.sort(rows[lo:hi][mask[rows[lo:hi]]])
+            else:
+                take = np.flatnonzero(mask)
+            ids = groups[formula].ids[take[:MATCH_MAX_CANDIDATES]].tolist()
+            pf += [j] * len(ids)
+            pc += ids
+        return pf, pc
 
     def _atoms(self, conn, ids: NDArray[np.int64], groups: dict[str, _Group], formulas: list[str],
                pf: list[int], pc: list[int]) -> Atoms:
