@@ -141,8 +141,8 @@ class PredictionWriter:
         todo = self._new(model_id, sids)
         if not todo:
             return
-        pred = self._side(model_id, b, todo, sids, perms, status)
         ok = np.array([status[i] == "ok" for i in todo], dtype=np.bool_)
+        pred = self._side(b, todo, sids, perms, ok)
         lf_id = ld._reserve_lake_file_id("predicted_forces") if pred.has_forces.any() else None
         self._lock(model_id, pred.sids)
         stress = np.where(ok[:, None], pred.stress, np.nan).T
@@ -179,8 +179,8 @@ class PredictionWriter:
             todo.append(i)
         return todo
 
-    def _side(self, model_id: int, b: FrameBatch, todo: list[int], sids: list[int | None],
-              perms: list[NDArray[np.int64] | None], status: list[str]) -> Side:
+    def _side(self, b: FrameBatch, todo: list[int], sids: list[int | None],
+              perms: list[NDArray[np.int64] | None], ok: NDArray[np.bool_]) -> Side:
         """The new predictions as a :class:`Side`, per-atom arrays in stored atom order."""
         frames = np.asarray(todo, dtype=np.int64)
         counts = b.counts[frames]
@@ -191,7 +191,6 @@ class PredictionWriter:
             if perms[i] is not None:
                 take[lo:lo + n] = take[lo:lo + n][perms[i]]
             lo += n
-        ok = np.array([status[i] == "ok" for i in todo], dtype=np.bool_)
         has_forces = ok & b.has_forces[frames]
         return Side(
             ids=np.asarray(self.ld._new_ids(m.Prediction.__table__, len(todo)), dtype=np.int64),
