@@ -186,6 +186,9 @@ def test_stored_sums_equal_the_per_structure_functions(wh, tmp_path, monkeypatch
     with ingest_run(wh, kind="predictions") as ld:
         ld.add_predictions(ld.model("m1"), preds, path="p")
     assert ld.summary.added == {"models": 1, "predictions": 11, "failed predictions": 1}
+    with ingest_run(wh, kind="predictions") as ld:  # a second model, every structure
+        ld.add_predictions(ld.model("m2"), [_prediction(a, k, rng) for k, a in stored.items()],
+                           path="p2")
     # a second level of theory for the same structures, after the predictions
     for a in frames:
         a.calc.results["energy"] += 0.3
@@ -193,7 +196,7 @@ def test_stored_sums_equal_the_per_structure_functions(wh, tmp_path, monkeypatch
     write(path, frames, format="extxyz")
     summary = ingest_structures(wh, path, dataset="d2", level_of_theory="EMT-2")
     assert summary.added["references"] == 12
-    assert _check_stored_sums(wh) == 22  # 11 ok predictions x 2 levels
+    assert _check_stored_sums(wh) == (11 + 12) * 2  # ok predictions x 2 levels
     forces = stored_predictions(wh, "m1")
     with wh.session() as s:
         sid_of = dict(s.execute(select(m.DatasetMember.source_index, m.DatasetMember.structure_id)

@@ -112,13 +112,14 @@ def pair_rows(pred: Side, ref: Side, pi: NDArray[np.int64], ri: NDArray[np.int64
 
 
 def join_on_structure(pred: Side, ref: Side) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Every (pred entry, ref entry) with the same structure; each pred's structure is once on
-    its side (a model has one prediction per structure), a structure may have many references
-    (one per level of theory)."""
+    """Every (pred entry, ref entry) with the same structure. Either side may hold a structure
+    many times: its references at several levels of theory, its predictions by several models
+    (new references get the sums of every model's prediction)."""
     order = np.argsort(pred.sids, kind="stable")
-    at = np.searchsorted(pred.sids[order], ref.sids).clip(max=max(len(order) - 1, 0))
-    hit = pred.sids[order][at] == ref.sids if len(order) else np.zeros(len(ref.sids), bool)
-    return order[at[hit]], np.flatnonzero(hit)
+    by_sid = pred.sids[order]
+    lo = np.searchsorted(by_sid, ref.sids, side="left")
+    n = np.searchsorted(by_sid, ref.sids, side="right") - lo
+    return order[np.repeat(lo, n) + atom_index(n)], np.repeat(np.arange(len(ref.sids)), n)
 
 
 class PredictionWriter:
