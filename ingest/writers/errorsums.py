@@ -145,7 +145,10 @@ class PredictionWriter:
         ok = np.array([status[i] == "ok" for i in todo], dtype=np.bool_)
         pred = self._side(b, todo, sids, perms, ok)
         lf_id = ld._reserve_lake_file_id("predicted_forces") if pred.has_forces.any() else None
-        self._lock(model_id, pred.sids)
+        if model_id not in self._locked_models:
+            self._locked_models.add(model_id)
+            self._lock("models", np.array([model_id]))
+        self._lock("structures", pred.sids)
         stress = np.where(ok[:, None], pred.stress, np.nan).T
         ld._rows(m.Prediction, PREDICTION_COLS, list(zip(
             pred.ids.tolist(), repeat(model_id), pred.sids.tolist(), [status[i] for i in todo],
@@ -275,26 +278,25 @@ class PredictionWriter:
         pi, ri = join_on_structure(pred, ref)
         if not len(pi):
             return
-        if self.ld._key_checks == "deferred":
-            self.ld._writer.execute(
-                'SELECT 1 FROM "references" WHERE id = ANY(%s::bigint[]) FOR KEY SHARE',
-                (sorted(set(ref.ids[ri].tolist())),))
+        self._lock("references", ref.ids[ri])
         rows, el_rows = pair_rows(pred, ref, pi, ri)
         self.ld._rows(m.PredictionError, ERROR_COLS, rows)
         self.ld._rows(m.PredictionElementError, ELEMENT_COLS, el_rows)
 
-    def _lock(self, model_id: int, sids: NDArray[np.int64]) -> None:
-        """With deferred key checks (ingest.bulk): lock the parents that predate this ingest
-        ``FOR KEY SHARE``, as the foreign-key triggers would, so that none is deleted before it
-        commits (see Loader._lock_parents for structures)."""
-        ld = self.ld
-        if ld._key_checks != "deferred":
+    def _lock(self, table: str, ids: NDArray[np.int64]) -> None:
+        """With deferred key checks (ingest.bulk): lock the parents of this batch's rows that
+        predate the ingest ``FOR KEY SHARE`` before the rows are sent, as the foreign-key
+        triggers would, so that none is deleted before it commits (as Loader._lock_parents
+        does for structures)."""
+        # the loader's PostgreSQL writer: its own attributes here, a BulkPath once the loader's
+        # bulk path moves to ingest/writers/bulk.py (the one place that knows both)
+        bulk = getattr(self.ld, "bulk", None)
+        writer, mode = ((bulk.writer, bulk.key_checks) if bulk is not None
+                        else (self.ld._writer, self.ld._key_checks))
+        if mode != "deferred" or not len(ids):
             return
-        if model_id not in self._locked_models:
-            self._locked_models.add(model_id)
-            ld._writer.execute("SELECT 1 FROM models WHERE id = %s FOR KEY SHARE", (model_id,))
-        ld._writer.execute("SELECT 1 FROM structures WHERE id = ANY(%s::bigint[]) FOR KEY SHARE",
-                           (sorted(set(sids.tolist())),))
+        writer.execute(f'SELECT 1 FROM "{table}" WHERE id = ANY(%s::bigint[]) FOR KEY SHARE',
+                       (sorted(set(ids.tolist())),))
 
 
 def _select(side: Side, entries: NDArray[np.int64]) -> Side:
