@@ -1,1 +1,1 @@
-"""The loader's parts: each writes or reads one kind of thing for ingest.loader.Loader."""
+"""The writer's named parts: the loader composes them (names, lake files, bulk path, matching, error sums)."""
