@@ -8,13 +8,13 @@ from pathlib import Path
 from ingest import gpumd
 from ingest.asedb import parse_ase_db
 from ingest.atoms import PREDICTION_KEYS, LabelKeys
-from ingest.extxyz import ExtxyzReader, parse_extxyz, scan_file
+from ingest.extxyz import ExtxyzReader, parse_extxyz
 from ingest.formats import detect_format
 from ingest.loader import IngestSummary, ingest_run
 from ingest.writers.conflicts import with_retries
 from ingest.mlearn import parse_mlearn_json
 from ingest.pickles import check_trust, parse_pickle
-from ingest.predictions import parse_predictions
+from ingest.predictions import checked_prediction_batches
 from ingest.vasp import parse_vasp, read_vasp_settings
 from warehouse.core import Warehouse
 from warehouse.errors import IngestError
@@ -128,13 +128,18 @@ def ingest_predictions(
     path = str(path)
     if not Path(path).is_file():
         raise IngestError("no such file", path=path)
-    sha = scan_file(path)
 
     def attempt(_: int) -> IngestSummary:
-        with ingest_run(wh, kind="predictions", source=path, source_sha256=sha, argv=argv) as ld:
-            model_id = ld.model(model)
-            ld.add_predictions(model_id, parse_predictions(path, keys=keys), path=path,
-                               progress=progress)
+        # the columnar reader in a child process, ahead of the writes, as for structures; a
+        # retry reads the file again
+        with ExtxyzReader(path, keys=keys) as stream:
+            sha = stream.sha256()
+            with ingest_run(wh, kind="predictions", source=path, source_sha256=sha,
+                            argv=argv) as ld:
+                model_id = ld.model(model)
+                ld.add_prediction_batches(
+                    model_id, checked_prediction_batches(stream, path, keys=keys), path=path,
+                    progress=progress)
         return ld.summary
 
     return with_retries(attempt, what=path)

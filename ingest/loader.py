@@ -31,35 +31,26 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from ase.data import chemical_symbols
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
 from ingest.interrupts import critical, watch_engine
 from ingest.writers.bulk import IN_CHUNK, BulkPath, as_float
 from ingest.writers.conflicts import conflict_of
+from ingest.writers.errorsums import PredictionWriter
 from ingest.writers.lakefiles import LakeFiles
+from ingest.writers.matching import Matcher
 from ingest.writers.names import Names
 from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.db import BEGIN_IMMEDIATE
-from warehouse.describe import composition, reduced_formula
 from warehouse.errors import IngestError
-from warehouse.errorsums import calc_element_force_sums, calc_error_sums
-from warehouse.hashing import structure_hashes, structure_hashes_batch
 from warehouse.identity import bind_lake
 from warehouse.lake import LakeTransaction, numpy_table
 from warehouse.locks import RunLock, advisory_key
 from warehouse.provenance import new_run, now
-from warehouse.records import BATCH_ATOMS, Frame, FrameBatch, Labels, PredictionFrame
+from warehouse.records import BATCH_ATOMS, Frame, FrameBatch, PredictionFrame
 
-# Two files describe the same structure when every atom is within this distance (Å, minimum
-# image) of an atom of the same species: files written with 8 decimals differ by 5e-9 Å.
-MATCH_TOL = 1e-5
-# The tolerant match reads each candidate's positions from the lake; a file of structures that
-# are genuinely absent from a large same-cell dataset (AIMD snapshots) must not read them all for
-# every frame. Past this many candidates a frame counts as unmatched (and is reported as such).
-MATCH_MAX_CANDIDATES = 64
 STRUCTURE_COLS = ("id", "hash", "order_free_hash", "n_atoms", "formula", "elements", "n_elements",
                   "cell", "pbc", "volume", "lake_file_id", "ingest_run_id")
 MEMBER_COLS = ("dataset_id", "structure_id", "split", "subset", "config_type", "weight",
@@ -70,9 +61,8 @@ REFERENCE_COLS = ("id", "structure_id", "level_of_theory_id", "energy", "free_en
 # the tables that the batch path writes in bulk (Loader._rows), lake-file rows included: all of
 # them are COPYed with triggers off in the deferred key-check mode, so all must be checked for
 # triggers of their own (ingest.writers.bulk.key_check_mode)
-BULK_TABLES = (m.LakeFile, m.Structure, m.StructureElement, m.DatasetMember, m.Reference)
-STRESS_COLS = ("stress_xx", "stress_yy", "stress_zz", "stress_yz", "stress_xz", "stress_xy")
-SYMBOLS = np.array(chemical_symbols)
+BULK_TABLES = (m.LakeFile, m.Structure, m.StructureElement, m.DatasetMember, m.Reference,
+               m.Prediction, m.PredictionError, m.PredictionElementError)
 
 
 @dataclass
@@ -134,17 +124,6 @@ def _batches(frames: Iterable[Any], n_atoms_of) -> Iterator[list[Any]]:
         yield batch
 
 
-def _stress_dict(stress: np.ndarray | None) -> dict[str, float | None]:
-    if stress is None:
-        return dict.fromkeys(STRESS_COLS)
-    return {c: float(v) for c, v in zip(STRESS_COLS, stress, strict=True)}
-
-
-def _stress_of(row: Any) -> np.ndarray | None:
-    vals = [getattr(row, c) for c in STRESS_COLS]
-    return None if any(v is None for v in vals) else np.array(vals, dtype=np.float64)
-
-
 class Loader:
     """Writes one ingest's records; created by :func:`ingest_run`."""
 
@@ -162,6 +141,8 @@ class Loader:
         # what this ingest added (its rows are invisible to the second connection)
         self._members_added: set[tuple[int, int]] = set()  # (dataset id, structure id)
         self._refs_added: set[tuple[int, int]] = set()  # (level of theory id, structure id)
+        self.matcher = Matcher(self)  # which stored structure a frame is (hash, tolerance)
+        self.predictions = PredictionWriter(self)  # predictions and their error sums
 
     # -- named things (ingest.writers.names) -------------------------------------------------
 
@@ -440,20 +421,42 @@ class Loader:
         self, model_id: int, items: Iterable[PredictionFrame], *, path: str,
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
-        """Store a model's predictions, matched to stored structures by content hash.
+        """Store a model's predictions, matched to stored structures (ingest.writers.matching:
+        by content hash, by the order-free hash with the per-atom arrays permuted back, or
+        within a tolerance). Predictions of structures not in the warehouse are refused as a
+        whole, with the count and the first examples. ``progress(n_structures, n_atoms)`` is
+        called after each batch."""
+        batches = ((FrameBatch.from_frames([p.frame for p in batch]), [p.status for p in batch],
+                    [p.message for p in batch])
+                   for batch in _batches(items, lambda p: p.frame.n_atoms))
+        self._add_prediction_batches(model_id, batches, path=path, progress=progress)
 
-        A structure listed with its atoms in another order is matched by the order-free hash and
-        its forces are permuted back. Predictions of structures not in the warehouse are refused
-        as a whole, with the count and the first examples. ``progress(n_structures, n_atoms)``
-        is called after each batch.
-        """
+    def add_prediction_batches(
+        self, model_id: int, batches: Iterable[FrameBatch], *, path: str,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """:meth:`add_predictions` for batches of frames whose labels are the predictions, all
+        ``ok`` (a columnar reader's output)."""
+        self._add_prediction_batches(
+            model_id, ((b, ["ok"] * len(b), [None] * len(b)) for b in batches), path=path,
+            progress=progress)
+
+    def _add_prediction_batches(
+        self, model_id: int, batches: Iterable[tuple[FrameBatch, list[str], list[str | None]]],
+        *, path: str, progress: Callable[[int, int], None] | None,
+    ) -> None:
         missing: list[str] = []
         total = 0
-        for batch in _batches(items, lambda p: p.frame.n_atoms):
-            total += len(batch)
-            missing += self._add_prediction_batch(model_id, batch)
+        for b, status, message in batches:
+            total += len(b)
+            self.flush_lake_files()  # the previous batch's, written meanwhile
+            sids, perms = self.matcher.match(b)
+            missing += [f"frame {b.index[i]} ({int(b.counts[i])} atoms)"
+                        for i, sid in enumerate(sids) if sid is None]
+            self.predictions.add(model_id, b, sids, perms, status, message)
             if progress is not None:
-                progress(len(batch), sum(p.frame.n_atoms for p in batch))
+                progress(len(b), b.n_atoms)
+        self.flush_lake_files()
         if missing:
             raise IngestError(
                 f"{len(missing)} of {total} structures are not in the warehouse (first: "
@@ -465,220 +468,10 @@ class Loader:
     def match_structures(self, batch: list[PredictionFrame]) -> tuple[list[int | None], list[np.ndarray | None]]:
         """Stored structure id of each frame (None if absent) and, for a frame whose atoms come in
         another order, the permutation that puts its per-atom arrays in stored order."""
-        frames = [p.frame for p in batch]
-        hashed = list(zip(*structure_hashes_batch(
-            np.concatenate([f.numbers for f in frames]),
-            np.concatenate([f.positions for f in frames]).reshape(-1, 3),
-            np.stack([f.cell for f in frames]), np.stack([f.pbc for f in frames]),
-            np.fromiter((f.n_atoms for f in frames), dtype=np.int64, count=len(frames)),
-        ), strict=True))
-        known = self._lookup_hashes([h for h, _, _ in hashed])
-        sids: list[int | None] = []
-        perms: list[np.ndarray | None] = []
-        for p, (h, free, order) in zip(batch, hashed, strict=True):
-            if h in known:
-                sids.append(known[h])
-                perms.append(None)
-                continue
-            row = self.s.execute(
-                select(m.Structure.id, m.Structure.lake_file_id)
-                .where(m.Structure.order_free_hash == free).limit(1)
-            ).first()
-            if row is None:
-                # Written with other precision (a coordinate on the other side of a 1e-6 Å
-                # rounding step): look for the same atoms within MATCH_TOL.
-                sid, perm = self._match_within_tolerance(p.frame)
-                sids.append(sid)
-                perms.append(perm)
-                continue
-            stored = self._stored_frame(row.id, row.lake_file_id)
-            _, _, stored_order = structure_hashes(*stored)
-            # stored atom stored_order[k] is the same atom as this file's atom order[k]
-            perm = np.empty_like(order)
-            perm[stored_order] = order
-            sids.append(row.id)
-            perms.append(perm)
-        return sids, perms
-
-    def _match_within_tolerance(self, frame: Frame) -> tuple[int | None, np.ndarray | None]:
-        """The stored structure with the same species, cell (and pbc) and positions within
-        ``MATCH_TOL`` Å (minimum image), in any atom order; (None, None) if there is none.
-
-        Candidates share n_atoms, formula and pbc and have the same cell within the tolerance;
-        their positions are compared by a nearest-neighbour search over periodic images.
-        """
-        formula = reduced_formula(*composition(frame.numbers))
-        stmt = select(m.Structure.id, m.Structure.cell, m.Structure.pbc, m.Structure.lake_file_id).where(
-            m.Structure.n_atoms == frame.n_atoms, m.Structure.formula == formula)
-        examined = 0
-        for sid, cell, pbc, lf_id in self.s.execute(stmt):
-            cell = np.asarray(cell, dtype=np.float64)
-            if "".join("T" if x else "F" for x in frame.pbc) != pbc:
-                continue
-            if np.abs(cell - frame.cell).max() > MATCH_TOL:
-                continue
-            examined += 1
-            if examined > MATCH_MAX_CANDIDATES:
-                break
-            z, pos, _, _ = self._stored_frame(sid, lf_id)
-            perm = _tolerant_permutation(z, pos, frame, cell)
-            if perm is not None:
-                return sid, perm
-        return None, None
-
-    def _stored_frame(self, sid: int, lake_file_id: int) -> tuple[np.ndarray, ...]:
-        path = self.s.get(m.LakeFile, lake_file_id).path
-        t = self.wh.lake.read(path, filters=[("structure_id", "=", sid)]).sort_by("atom_index")
-        st = self.s.get(m.Structure, sid)
-        pos = np.column_stack([t["x"].to_numpy(), t["y"].to_numpy(), t["z"].to_numpy()])
-        return t["Z"].to_numpy(), pos, np.array(st.cell), np.array([c == "T" for c in st.pbc])
-
-    def _add_prediction_batch(self, model_id: int, batch: list[PredictionFrame]) -> list[str]:
-        sids, perms = self.match_structures(batch)
-        missing = [
-            f"frame {p.frame.index} ({p.frame.n_atoms} atoms)"
-            for p, sid in zip(batch, sids, strict=True) if sid is None
-        ]
-        existing: set[int] = set()
-        for chunk in _chunks(sorted({s for s in sids if s is not None})):
-            existing.update(self.s.scalars(
-                select(m.Prediction.structure_id).where(
-                    m.Prediction.model_id == model_id, m.Prediction.structure_id.in_(chunk)
-                )
-            ))
-        todo: list[tuple[PredictionFrame, int, Labels]] = []
-        for p, sid, perm in zip(batch, sids, perms, strict=True):
-            if sid is None:
-                continue
-            if sid in existing:
-                self.summary.seen("predictions")
-                continue
-            existing.add(sid)
-            labels = p.frame.labels
-            if perm is not None and labels.forces is not None:
-                labels = Labels(labels.energy, labels.forces[perm], labels.stress, labels.free_energy)
-            todo.append((p, sid, labels))
-        if todo:
-            self._insert_predictions(model_id, todo)
-        return missing
-
-    def _insert_predictions(self, model_id: int, todo: list[tuple[PredictionFrame, int, Labels]]) -> None:
-        with_forces = [(sid, lab) for p, sid, lab in todo if p.status == "ok" and lab.forces is not None]
-        lf = self.reserve_lake_file("predicted_forces") if with_forces else None
-        rows = []
-        for p, sid, lab in todo:
-            ok = p.status == "ok"
-            rows.append({
-                "model_id": model_id, "structure_id": sid, "status": p.status,
-                "message": p.message, "energy": lab.energy if ok else None,
-                **_stress_dict(lab.stress if ok else None),
-                "has_forces": ok and lab.forces is not None,
-                "lake_file_id": lf.id if (lf and ok and lab.forces is not None) else None,
-                "ingest_run_id": self.run.id,
-            })
-        result = self.s.execute(
-            insert(m.Prediction).returning(m.Prediction.id, sort_by_parameter_order=True), rows
-        )
-        pred_ids = [r[0] for r in result]
-        if with_forces:
-            pid_of = {sid: pid for (_, sid, _), pid in zip(todo, pred_ids, strict=True)}
-            model_name = self.s.get(m.Model, model_id).name
-            self.fill_lake_file(lf, "predicted_forces", _forces_table(
-                [pid_of[sid] for sid, _ in with_forces], [sid for sid, _ in with_forces],
-                [lab.forces for _, lab in with_forces], id_name="prediction_id",
-            ), model=model_name)
-        n_failed = sum(p.status != "ok" for p, _, _ in todo)
-        self.summary.add("predictions", len(todo) - n_failed)
-        self.summary.add("failed predictions", n_failed)
-        forces_of = {pid_of[sid]: lab.forces for sid, lab in with_forces} if with_forces else {}
-        ok_ids = [pid for (p, _, _), pid in zip(todo, pred_ids, strict=True) if p.status == "ok"]
-        self._compute_errors(
-            select(m.Prediction, m.Reference)
-            .join(m.Reference, m.Reference.structure_id == m.Prediction.structure_id),
-            m.Prediction.id, ok_ids, known_pred_forces=forces_of,
-        )
-
-    # -- error sums ---------------------------------------------------------------------------
+        return self.matcher.match(FrameBatch.from_frames([p.frame for p in batch]))
 
     def _errors_for_new_references(self, ref_ids: list[int]) -> None:
-        if not ref_ids:
-            return
-        self.flush_lake_files()  # the new references' forces are read back from the lake
-        self._compute_errors(
-            select(m.Prediction, m.Reference)
-            .join(m.Reference, m.Reference.structure_id == m.Prediction.structure_id)
-            .where(m.Prediction.status == "ok"),
-            m.Reference.id, ref_ids,
-        )
-
-    def _compute_errors(self, stmt, key_col, ids: list[int], known_pred_forces=None) -> None:
-        known_pred_forces = known_pred_forces or {}
-        for chunk in _chunks(ids):
-            pairs = self.s.execute(stmt.where(key_col.in_(chunk))).all()
-            if not pairs:
-                continue
-            pred_forces = dict(known_pred_forces)
-            need = [p for p, _ in pairs if p.has_forces and p.id not in pred_forces]
-            pred_forces.update(self._read_forces(need, "prediction_id"))
-            ref_forces = self._read_forces([r for _, r in pairs if r.has_forces], "reference_id")
-            sids = {p.structure_id for p, _ in pairs}
-            info = self._structure_info(sids)
-            symbols = self._symbols(info) if ref_forces else {}
-            rows, el_rows = [], []
-            for p, r in pairs:
-                n = info[p.structure_id][0]
-                fp, fr = pred_forces.get(p.id), ref_forces.get(r.id)
-                e = calc_error_sums(
-                    n_atoms=n, energy_pred=p.energy, energy_ref=r.energy,
-                    forces_pred=fp, forces_ref=fr,
-                    stress_pred=_stress_of(p), stress_ref=_stress_of(r),
-                )
-                rows.append({"prediction_id": p.id, "reference_id": r.id, **_asdict(e)})
-                if fp is not None and fr is not None:
-                    for el in calc_element_force_sums(symbols[p.structure_id], fp, fr):
-                        el_rows.append({"prediction_id": p.id, "reference_id": r.id, **_asdict(el)})
-            self.s.execute(insert(m.PredictionError), rows)
-            if el_rows:
-                self.s.execute(insert(m.PredictionElementError), el_rows)
-
-    def _read_forces(self, owners: list[Any], id_name: str) -> dict[int, np.ndarray]:
-        by_file: dict[int, list[int]] = {}
-        for o in owners:
-            by_file.setdefault(o.lake_file_id, []).append(o.id)
-        out: dict[int, np.ndarray] = {}
-        for lf_id, ids in by_file.items():
-            path = self.s.get(m.LakeFile, lf_id).path
-            t = self.wh.lake.read(path, filters=[(id_name, "in", ids)])
-            out.update(_split_forces(t, id_name))
-        return out
-
-    def _structure_info(self, sids: set[int]) -> dict[int, tuple[int, int]]:
-        """structure id -> (n_atoms, lake_file_id), in one query per chunk."""
-        out: dict[int, tuple[int, int]] = {}
-        for chunk in _chunks(sorted(sids)):
-            rows = self.s.execute(
-                select(m.Structure.id, m.Structure.n_atoms, m.Structure.lake_file_id)
-                .where(m.Structure.id.in_(chunk))
-            )
-            out.update({i: (n, lf) for i, n, lf in rows})
-        return out
-
-    def _symbols(self, info: dict[int, tuple[int, int]]) -> dict[int, np.ndarray]:
-        by_file: dict[int, list[int]] = {}
-        for sid, (_, lf_id) in info.items():
-            by_file.setdefault(lf_id, []).append(sid)
-        out: dict[int, np.ndarray] = {}
-        for lf_id, ids in by_file.items():
-            path = self.s.get(m.LakeFile, lf_id).path
-            t = self.wh.lake.read(
-                path, columns=["structure_id", "atom_index", "Z"],
-                filters=[("structure_id", "in", ids)],
-            ).sort_by([("structure_id", "ascending"), ("atom_index", "ascending")])
-            sid_arr, z = t["structure_id"].to_numpy(), t["Z"].to_numpy()
-            bounds = np.flatnonzero(np.diff(sid_arr)) + 1
-            for part_sid, part_z in zip(np.split(sid_arr, bounds), np.split(z, bounds)):
-                out[int(part_sid[0])] = SYMBOLS[part_z]
-        return out
+        self.predictions.errors_for_new_references(ref_ids)
 
     def add_training_record(self, model_id: int, source: str, table: pa.Table, summary: dict) -> None:
         lf = self.reserve_lake_file("training")
@@ -689,59 +482,6 @@ class Loader:
             ingest_run_id=self.run.id,
         ))
         self.summary.add("training records")
-
-
-def _tolerant_permutation(
-    z_stored: np.ndarray, pos_stored: np.ndarray, frame: Frame, cell: np.ndarray
-) -> np.ndarray | None:
-    """perm such that frame atom perm[i] is stored atom i (all within MATCH_TOL), or None."""
-    from scipy.spatial import cKDTree
-
-    if not np.array_equal(np.sort(z_stored), np.sort(frame.numbers)):
-        return None
-    pbc = frame.pbc
-    if pbc.any():
-        inv = np.linalg.inv(cell)
-        fs, ff = pos_stored @ inv, frame.positions @ inv
-        fs[:, pbc] %= 1.0
-        ff[:, pbc] %= 1.0
-        # compare in Cartesian space with periodic images of the frame's atoms around the cell
-        shifts = np.array(np.meshgrid(*[[-1, 0, 1] if p else [0] for p in pbc])).T.reshape(-1, 3)
-        images = (ff[None, :, :] + shifts[:, None, :]).reshape(-1, 3) @ cell
-        tree = cKDTree(images)
-        dist, idx = tree.query(fs @ cell, distance_upper_bound=MATCH_TOL * 10)
-        idx = idx % len(ff)
-    else:
-        tree = cKDTree(frame.positions)
-        dist, idx = tree.query(pos_stored, distance_upper_bound=MATCH_TOL * 10)
-    if not np.all(dist <= MATCH_TOL) or len(np.unique(idx)) != len(idx):
-        return None
-    if not np.array_equal(frame.numbers[idx], z_stored):
-        return None
-    return idx.astype(np.int64)
-
-
-def _asdict(obj: Any) -> dict[str, Any]:
-    return {k: getattr(obj, k) for k in obj.__slots__}
-
-
-def _forces_table(ids: list[int], sids: list[int], forces: list[np.ndarray], *, id_name: str) -> pa.Table:
-    n = np.array([len(f) for f in forces])
-    stacked = np.concatenate(forces)
-    return numpy_table({
-        id_name: np.repeat(np.asarray(ids, dtype=np.int64), n),
-        "structure_id": np.repeat(np.asarray(sids, dtype=np.int64), n),
-        "atom_index": _atom_index(n),
-        "fx": stacked[:, 0], "fy": stacked[:, 1], "fz": stacked[:, 2],
-    })
-
-
-def _split_forces(t: pa.Table, id_name: str) -> dict[int, np.ndarray]:
-    t = t.sort_by([(id_name, "ascending"), ("atom_index", "ascending")])
-    ids = t[id_name].to_numpy()
-    f = np.column_stack([t["fx"].to_numpy(), t["fy"].to_numpy(), t["fz"].to_numpy()])
-    bounds = np.flatnonzero(np.diff(ids)) + 1
-    return {int(i[0]): part for i, part in zip(np.split(ids, bounds), np.split(f, bounds))}
 
 
 @contextmanager
