@@ -38,6 +38,7 @@ from warehouse.describe import composition, reduced_formula
 from warehouse.errors import IngestError, NotFound
 from warehouse.errorsums import calc_element_force_sums, calc_error_sums
 from warehouse.hashing import structure_hashes, structure_hashes_batch
+from warehouse.keptsums import add_run
 from warehouse.lake import LakeTransaction, numpy_table
 from warehouse.provenance import new_run, now
 
@@ -912,6 +913,9 @@ def ingest_run(
         yield loader
         with critical():
             loader._finish_background()
+            # the leaderboard's kept sums, in this transaction: the one place they are added to
+            session.flush()
+            add_run(session.connection(), run.id)
             run.status, run.finished_at = "ok", now()
             run.counts = loader.summary.as_dict()
             session.commit()
