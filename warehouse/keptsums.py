@@ -66,8 +66,22 @@ def add_run(conn: Connection, run_id: int) -> None:
     """Add to the kept sums what ingest run ``run_id`` created; in its transaction, before commit."""
     if conn.dialect.name == "postgresql":  # see the module notes on concurrency
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_KEY})
-    for stmt in _statements(conn.dialect.name, run_id):
+    for stmt in _statements(conn.dialect.name, run_id, _new_kinds(conn, run_id)):
         conn.execute(stmt)
+
+
+def _new_kinds(conn: Connection, run_id: int) -> set[str]:
+    """Which of predictions, references and members the run added: the others' parts are skipped
+    (an ingest of MD runs or timings adds none; building the statements costs more than these
+    probes)."""
+    out = set()
+    for name, entity in (("predictions", m.Prediction), ("references", m.Reference),
+                         ("members", m.DatasetMember)):
+        probe = select(literal_column("1")).select_from(entity).where(
+            _selective(conn.dialect.name, entity.ingest_run_id == run_id)).limit(1)
+        if conn.execute(probe).first() is not None:
+            out.add(name)
+    return out
 
 
 def rebuild(conn: Connection) -> None:
@@ -80,8 +94,10 @@ def rebuild(conn: Connection) -> None:
         conn.execute(stmt)
 
 
-def _statements(dialect: str, run_id: int | None) -> Iterator:
-    """The upserts that add the triples and pairs of ``run_id`` (of every run with None).
+def _statements(dialect: str, run_id: int | None,
+                new: set[str] = frozenset({"predictions", "references", "members"})) -> Iterator:
+    """The upserts that add the triples and pairs of ``run_id`` (of every run with None), for
+    the kinds of rows in ``new`` that the run added.
 
     A new triple has a new prediction, or an older prediction and a new reference, or both older
     and a new member: three disjoint parts, each found through the index on its table's
@@ -93,13 +109,17 @@ def _statements(dialect: str, run_id: int | None) -> Iterator:
         parts: list[tuple] = [()]
         pair_parts: list[tuple] = [()]
     else:
-        def new(entity):
+        def of_run(entity):
             return _selective(dialect, entity.ingest_run_id == run_id)
 
-        parts = [(new(p),),
-                 (new(r), p.ingest_run_id != run_id),
-                 (new(dm), r.ingest_run_id != run_id, p.ingest_run_id != run_id)]
-        pair_parts = [(new(dm),), (new(r), dm.ingest_run_id != run_id)]
+        parts = [(of_run(p),) if "predictions" in new else None,
+                 (of_run(r), p.ingest_run_id != run_id) if "references" in new else None,
+                 (of_run(dm), r.ingest_run_id != run_id, p.ingest_run_id != run_id)
+                 if "members" in new else None]
+        pair_parts = [(of_run(dm),) if "members" in new else None,
+                      (of_run(r), dm.ingest_run_id != run_id) if "references" in new else None]
+        parts = [w for w in parts if w is not None]
+        pair_parts = [w for w in pair_parts if w is not None]
     for where in parts:
         for per_element in (False, True):
             yield _upsert(dialect, S, _sums(where, per_element=per_element))
