@@ -171,12 +171,16 @@ def _group(keys: list) -> list:
 def _sums(where: tuple, *, per_element: bool) -> Select:
     dm, r, p, pe = m.DatasetMember, m.Reference, m.Prediction, m.PredictionError
     se, pee = m.StructureElement, m.PredictionElementError
+    # The error rows are found through their primary key's leading prediction_id. "+ 0" keeps
+    # the planners off the index on reference_id, which they otherwise take when a new run's
+    # rows are not in their statistics yet: it holds a row per model for each reference, all
+    # read and filtered (PostgreSQL, a model's 60k predictions: 17 s against about 1 s).
     stmt = (_pairs(*where).join(p, p.structure_id == dm.structure_id)
-            .outerjoin(pe, and_(pe.prediction_id == p.id, pe.reference_id == r.id)))
+            .outerjoin(pe, and_(pe.prediction_id == p.id, pe.reference_id + 0 == r.id)))
     forces = pe
     if per_element:  # energy and stress of the structures containing it, forces of its atoms
         stmt = stmt.join(se, se.structure_id == dm.structure_id).outerjoin(
-            pee, and_(pee.prediction_id == p.id, pee.reference_id == r.id,
+            pee, and_(pee.prediction_id == p.id, pee.reference_id + 0 == r.id,
                       pee.element == se.element))
         forces = pee
     e = pe.energy_diff_per_atom
