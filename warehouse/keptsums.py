@@ -35,8 +35,8 @@ and PostgreSQL then aborts one of them (its retry repeats it).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import (
     Connection,
     Select,
@@ -52,6 +52,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from warehouse import models as m
+
+if TYPE_CHECKING:  # pandas only for the audit: an ingest must not pay for importing it
+    import pandas as pd
 
 S, E = m.LeaderboardSums.__table__, m.LeaderboardExpected.__table__
 KEYS = ("dataset_id", "subset", "tagged", "n_elements", "element")
@@ -250,6 +253,8 @@ def differences(conn: Connection) -> pd.DataFrame:
     Columns: table, the keys, column, kept, fresh. Floating-point sums compare to 1e-9 relative
     (an incremental sum adds in another order than a fresh one).
     """
+    import pandas as pd
+
     out = []
     for table, fresh_rows, key_names in (
             (S, [_sums((), per_element=False), _sums((), per_element=True)], ["model_id", *KEYS]),
