@@ -345,6 +345,28 @@ def _timed(cmd: list[str], env: dict | None = None, *, expect_failure: bool = Fa
             "detail": None if report else last}
 
 
+def _kept_sums_step(url: str) -> float:
+    """Seconds of the writer's kept-sums step (``warehouse.keptsums.add_run``) for the latest
+    ingest of ``url``: the same statements over the same rows, re-run in a transaction that is
+    rolled back (the kept rows then exist, so its upserts update instead of insert)."""
+    from sqlalchemy import text
+
+    from warehouse.db import make_engine
+    from warehouse.keptsums import add_run
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            run = conn.execute(text("SELECT max(id) FROM ingest_runs WHERE status = 'ok'")).scalar()
+            t0 = time.perf_counter()
+            add_run(conn, run)
+            seconds = time.perf_counter() - t0
+            conn.rollback()
+        return seconds
+    finally:
+        engine.dispose()
+
+
 def _peak_rss_mb() -> float:
     import resource
 
@@ -558,6 +580,7 @@ def main() -> None:
             rs.sort(key=lambda r: r["wall_s"])
             runs[f"{kind} -> {engine}"] = {**rs[len(rs) // 2], "all_wall_s": [r["wall_s"] for r in rs]}
             print(f"  {kind} -> {engine}: {json.dumps(runs[f'{kind} -> {engine}'])}", file=sys.stderr)
+        runs[f"warehouse -> {engine}"]["kept_sums_s"] = _kept_sums_step(url)
 
     print(f"\n{n_frames} structures, {n_atoms} atoms (EMT-labelled fcc/bcc supercells, 32-250 atoms)\n")
     print("| run | seconds | atoms/s | peak RSS (MB) | with children (MB) | vs incumbent | vs floor |")
@@ -582,6 +605,11 @@ def main() -> None:
             print(f"\n{name}: median of {len(r['all_wall_s'])} runs (s: {walls})")
         if r.get("detail"):
             print(f"{name}: {r['detail']}")
+        if r.get("kept_sums_s") is not None:
+            print(f"{name}: the leaderboard's kept-sums step of that ingest (warehouse.keptsums."
+                  f"add_run, re-run in a rolled-back transaction of the last warehouse):"
+                  f" {r['kept_sums_s']:.3f} s = {100 * r['kept_sums_s'] / r['wall_s']:.1f} % of"
+                  f" the median ingest's wall time")
     if args.json:
         args.json.write_text(json.dumps({"n_atoms": n_atoms, "n_structures": n_frames, "runs": runs}, indent=2))
 

@@ -46,6 +46,7 @@ from warehouse.core import Warehouse
 from warehouse.db import BEGIN_IMMEDIATE
 from warehouse.errors import IngestError
 from warehouse.identity import bind_lake
+from warehouse.keptsums import add_run
 from warehouse.lake import LakeTransaction, numpy_table
 from warehouse.locks import RunLock, advisory_key
 from warehouse.provenance import new_run, now
@@ -519,6 +520,9 @@ def ingest_run(
         yield loader
         with critical():
             loader._finish_background()
+            # the leaderboard's kept sums, in this transaction: the one place they are added to
+            session.flush()
+            add_run(session.connection(), run.id)
             run.status, run.finished_at = "ok", now()
             run.counts = loader.summary.as_dict()
             session.commit()

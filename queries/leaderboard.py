@@ -6,7 +6,7 @@ force MAE = sum |dF_ia| / (3 sum N_j) and RMSE = sqrt(sum dF_ia^2 / (3 sum N_j))
 with force labels (per Cartesian component, atom-weighted); stress per Voigt component likewise.
 Reported in meV/atom, meV/Å and GPa. The reference of a dataset is its own level of theory.
 Every figure is an SQL aggregate of the per-structure error sums stored at ingest, read from the
-rollup of pre-grouped sums when it is current (``queries.rollup``; same numbers), except with
+pre-grouped sums kept at ingest (``queries.rollup``; same numbers), except with
 ``energy_offset="per-element"`` or ``ci``, which need the per-structure rows (fetched by
 :func:`queries.breakdowns.structure_errors`) and are computed in numpy.
 
@@ -113,13 +113,14 @@ def _read(wh: Warehouse, stmt) -> pd.DataFrame:
 def group_sums(wh: Warehouse, sel: Selection, *, use_rollup: bool = True) -> pd.DataFrame:
     """Counts and error sums per (model, dataset, keys), with expected and missing counts.
 
-    From the rollup (``queries.rollup``) when it is, or can be made, current; live otherwise.
-    Both give the same numbers (up to the order of floating-point summation).
+    From the sums kept at ingest (``queries.rollup``), or live with ``use_rollup=False`` and for
+    pools whose datasets share structures. Both give the same numbers (up to the order of
+    floating-point summation). Either way only reads.
     """
-    from queries.rollup import ensure_fresh, pool_has_shared_structures, rollup_frames
+    from queries.rollup import pool_has_shared_structures, rollup_frames
 
     keys = list(sel.by)
-    if use_rollup and not pool_has_shared_structures(wh, sel) and ensure_fresh(wh):
+    if use_rollup and not pool_has_shared_structures(wh, sel):
         sums, expected = rollup_frames(wh, sel)
     else:
         sums = _read(wh, sums_statement(sel))
