@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from ingest import gpumd
 from ingest.asedb import parse_ase_db
-from ingest.atoms import PREDICTION_KEYS, LabelKeys
+from ingest.atoms import DEFAULT_KEYS, PREDICTION_KEYS, LabelKeys
 from ingest.extxyz import ExtxyzReader, parse_extxyz, scan_file
 from ingest.formats import detect_format
 from ingest.loader import IngestSummary, ingest_run
@@ -44,6 +45,7 @@ def ingest_structures(
     argv: list[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     reader: ExtxyzReader | None = None,
+    voigt_order: tuple[str, ...] | None = None,
 ) -> IngestSummary:
     """Store the structures of ``path`` in ``dataset`` with their labels as references.
 
@@ -53,6 +55,8 @@ def ingest_structures(
 
     VASP outputs name their own level of theory (e.g. ``VASP-PBE-520eV``) unless one is given.
     A pickle is read only with ``trust_pickle`` (unpickling can run arbitrary code).
+    ``voigt_order`` is the order of six-number stress or virial values in an extended XYZ file
+    (refused without it).
     """
     path = str(path)
     if not Path(path).is_file():
@@ -67,7 +71,8 @@ def ingest_structures(
                               subset=subset, split=split, trust_pickle=trust_pickle, argv=argv,
                               progress=progress)
     # the columnar reader (no per-frame records) in a child process, ahead of this one's writes
-    with reader or ExtxyzReader(path) as stream:
+    keys = DEFAULT_KEYS if voigt_order is None else replace(DEFAULT_KEYS, voigt_order=voigt_order)
+    with reader or ExtxyzReader(path, keys=keys) as stream:
         sha = stream.sha256()  # binary data or an over-long line is refused before anything
         with ingest_run(wh, kind="structures", source=path, source_sha256=sha, argv=argv) as ld:
             level = ld.level_of_theory(level_of_theory)
