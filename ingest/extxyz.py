@@ -35,6 +35,7 @@ from ingest.atoms import (
     validate_frame,
 )
 from ingest.xyzheader import HeaderError, atom_count, check_atom_lines, check_comment, check_keys
+from ingest.textio import reader_guard
 from warehouse.errors import IngestError
 from warehouse.records import BATCH_ATOMS, Frame, FrameBatch
 
@@ -127,6 +128,7 @@ def parse_extxyz(
         yield from batch.frames()
 
 
+@reader_guard
 def parse_extxyz_batches(
     path: str | Path, *, reader: str = "auto", keys: LabelKeys = DEFAULT_KEYS,
     batch_atoms: int = BATCH_ATOMS,
@@ -341,10 +343,10 @@ def _iter_ase(path: str, *, start: int = 0, keys: LabelKeys = DEFAULT_KEYS) -> I
         except Exception as exc:  # ASE raises many types for malformed input
             raise IngestError(_describe(exc), path=path, where=frame_text.where) from exc
         try:
-            yield frame_from_atoms(atoms, frame_text.index, keys=keys)
+            frame = frame_from_atoms(atoms, frame_text.index, keys=keys)
         except IngestError as exc:
-            raise IngestError(str(exc).removeprefix(f"{exc.where}: "), path=path,
-                              where=f"{frame_text.where}") from exc
+            raise IngestError(exc.message, path=path, where=frame_text.where) from exc
+        yield frame
 
 
 @dataclass(frozen=True, slots=True)

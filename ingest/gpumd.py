@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from ingest.extxyz import parse_extxyz
+from ingest.textio import reader_guard
 from warehouse.records import Frame, Labels, PredictionFrame
 from warehouse.errors import IngestError
 from warehouse.units import EV_PER_A3_TO_GPA, gpumd_voigt_to_ase_order
@@ -117,6 +118,7 @@ LOSS_COLUMNS = ("generation", "loss_total", "loss_l1", "loss_l2", "rmse_energy_t
                 "rmse_virial_test")
 
 
+@reader_guard
 def read_loss(path: str | Path) -> tuple[pa.Table, dict[str, float]]:
     """GPUMD ``loss.out`` (potential training: 10 columns) as a table and a summary of its last row.
 
@@ -160,6 +162,7 @@ def _check_rows(out: GpumdOutputs, frames: list[Frame], folder: Path, split: str
             )
 
 
+@reader_guard
 def parse_gpumd_split(
     folder: str | Path, split: str, xyz: str | Path | None = None
 ) -> tuple[list[Frame], list[PredictionFrame]]:

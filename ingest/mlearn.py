@@ -21,6 +21,7 @@ import numpy as np
 from ase.data import atomic_numbers
 
 from ingest.atoms import validate_frame
+from ingest.textio import reader_guard
 from warehouse.records import Frame, Labels
 from warehouse.errors import IngestError
 from warehouse.units import vasp_kbar_to_gpa
@@ -62,6 +63,7 @@ def mlearn_stress_to_gpa(virial_stress: Any) -> np.ndarray:
     return vasp_kbar_to_gpa(values)[MLEARN_TO_VOIGT]
 
 
+@reader_guard
 def parse_mlearn_json(path: str | Path) -> Iterator[Frame]:
     """Yield validated frames; ``config_type`` is the record's ``group`` (e.g. AIMD-NVT)."""
     path = str(path)

@@ -14,6 +14,7 @@ bare word; a key with no value is a flag.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -47,9 +48,17 @@ def check_keys(comment: str) -> None:
         pairs(comment)  # says which key, unless every repeat is a flag (harmless)
     if "[[" in comment and _LATTICE_2D.search(comment):
         raise HeaderError("Lattice must be 9 numbers in one row, not a 2-D array")
+    m = _PROPERTIES.search(comment)
+    _properties_cached(m.group(1) if m else None)  # a column count of 2^31 would hang the parser
 
 
 _LATTICE_2D = re.compile(r"(?:^|\s)Lattice\s*=\s*\[\s*\[")
+_PROPERTIES = re.compile(rf"(?:^|\s)Properties\s*=\s*({_VALUE})")
+
+
+@functools.lru_cache(maxsize=256)
+def _properties_cached(raw: str | None) -> tuple[tuple[str, str, int], ...]:
+    return properties(raw)
 # A number as a file writes it: ASCII decimal, optional exponent (no hex, no "nan", no "1_0",
 # no full-width digits, which Python's float() would all accept).
 NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eEdD][+-]?\d+)?")
@@ -69,6 +78,8 @@ def atom_count(line: str, bytes_left: int | None = None) -> int:
     if m is None:
         raise HeaderError(f"expected the number of atoms, got {line.strip()[:40]!r}")
     n = int(m.group(1)) if len(m.group(1)) < 20 else MAX_ATOMS + 1
+    if n == 0:  # the C parser crashes on it; a structure needs atoms anyway
+        raise HeaderError("frame has no atoms (atom count 0)")
     if n > MAX_ATOMS:
         raise HeaderError(f"atom count {m.group(1)[:24]} is out of range (at most {MAX_ATOMS})")
     if bytes_left is not None and n * MIN_ATOM_LINE_BYTES > bytes_left + MIN_ATOM_LINE_BYTES:
