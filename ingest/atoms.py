@@ -620,18 +620,18 @@ def validate_batch(batch: FrameBatch, path: str) -> FrameBatch:
         flag_atoms((z < 1) | (z > 118))
     for arr, bound in ((batch.positions, MAX_LENGTH), (batch.forces, MAX_FORCE)):
         # one pass finds NaN, inf and values beyond the bound alike (a NaN fails every <=)
-        if arr.size and not np.abs(arr).max() <= bound:
+        if arr.size and not (arr.max() <= bound and arr.min() >= -bound):  # no temporary
             flag_atoms(~(np.abs(arr) <= bound).all(axis=1))
     c, p = batch.cells, batch.pbcs
-    if c.size and not np.abs(c).max() <= MAX_LENGTH:
+    if c.size and not (c.max() <= MAX_LENGTH and c.min() >= -MAX_LENGTH):
         bad |= ~(np.abs(c) <= MAX_LENGTH).all(axis=(1, 2))
     periodic = p.any(axis=1)
     if periodic.any():
-        lengths = np.sqrt((c * c).sum(axis=2))
-        det = (c[:, 0, 0] * (c[:, 1, 1] * c[:, 2, 2] - c[:, 1, 2] * c[:, 2, 1])
-               - c[:, 0, 1] * (c[:, 1, 0] * c[:, 2, 2] - c[:, 1, 2] * c[:, 2, 0])
-               + c[:, 0, 2] * (c[:, 1, 0] * c[:, 2, 1] - c[:, 1, 1] * c[:, 2, 0]))
-        with np.errstate(invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):  # a huge cell is flagged above
+            lengths = np.sqrt((c * c).sum(axis=2))
+            det = (c[:, 0, 0] * (c[:, 1, 1] * c[:, 2, 2] - c[:, 1, 2] * c[:, 2, 1])
+                   - c[:, 0, 1] * (c[:, 1, 0] * c[:, 2, 2] - c[:, 1, 2] * c[:, 2, 0])
+                   + c[:, 0, 2] * (c[:, 1, 0] * c[:, 2, 1] - c[:, 1, 1] * c[:, 2, 0]))
             degenerate = ((lengths < 1e-8) & p).any(axis=1) | ~(np.abs(det) >= 1e-8)
         bad |= periodic & degenerate
     if not _labels_look_finite(batch):
@@ -682,8 +682,8 @@ def validate_frame(frame: Frame, path: str) -> Frame:
     if not np.abs(frame.positions).max() <= MAX_LENGTH:
         raise IngestError(f"a coordinate is above {MAX_LENGTH:g} Å in size", path=path, where=where)
     if not np.isfinite(frame.cell).all() or not np.abs(frame.cell).max() <= MAX_LENGTH:
-        raise IngestError(f"a cell component is NaN, inf or above {MAX_LENGTH:g} Å", path=path,
-                          where=where)
+        raise IngestError(f"a Lattice (cell) component is NaN, inf or above {MAX_LENGTH:g} Å",
+                          path=path, where=where)
     if frame.pbc.any():
         c = frame.cell
         lengths = np.sqrt((c * c).sum(axis=1))

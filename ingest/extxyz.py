@@ -34,7 +34,14 @@ from ingest.atoms import (
     frame_from_atoms,
     validate_frame,
 )
-from ingest.xyzheader import HeaderError, atom_count, check_atom_lines, check_comment, check_keys
+from ingest.xyzheader import (
+    HeaderError,
+    atom_count,
+    check_after_c,
+    check_atom_lines,
+    check_before_c,
+    check_comment,
+)
 from ingest.textio import reader_guard
 from warehouse.errors import IngestError
 from warehouse.records import BATCH_ATOMS, Frame, FrameBatch
@@ -284,10 +291,7 @@ def _iter_c(path: str, state: dict[str, bool]) -> Iterator[tuple[int, dict, dict
                 if not first:
                     return
                 comment = fh.readline(MAX_LINE_BYTES + 1)
-                try:
-                    atom_count(first.decode("ascii"), size - fh.tell())
-                    check_keys(comment.decode("utf-8"))
-                except (HeaderError, UnicodeDecodeError):
+                if not check_before_c(first, comment, size - fh.tell()):
                     state["complete"] = False  # the ASE path refuses it, naming frame and line
                     return
                 try:
@@ -297,6 +301,11 @@ def _iter_c(path: str, state: dict[str, bool]) -> Iterator[tuple[int, dict, dict
                     state["complete"] = not _has_text_after(path, pos, size)
                     return
                 except Exception:  # noqa: BLE001 - any parser complaint: let ASE decide and explain
+                    state["complete"] = False
+                    return
+                try:
+                    check_after_c(comment, info)
+                except (HeaderError, UnicodeDecodeError):
                     state["complete"] = False
                     return
                 info.pop("Properties", None)
@@ -312,7 +321,7 @@ def _skip_blank(fh, pos: int) -> int | None:
     """The offset of the first line at or after ``pos`` that is not blank (None at the end),
     found a block at a time: a file of blank lines costs no loop per line."""
     fh.seek(pos)
-    while block := fh.read(_SCAN_BLOCK):
+    while block := fh.read(1 << 16):  # small: a blank line between frames is common
         if (m := _NON_BLANK.search(block)) is not None:
             start = pos + block.rfind(b"\n", 0, m.start()) + 1
             fh.seek(start)

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from warehouse.errors import IngestError, WarehouseError
 
-NUMBER = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+NUMBER = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*", re.ASCII)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

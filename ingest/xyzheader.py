@@ -28,28 +28,52 @@ MIN_ATOM_LINE_BYTES = 8
 # (they also overflow the structure hash); see docs/INPUT.md.
 MAX_LENGTH = 1e6
 
-_COUNT = re.compile(r"\s*\+?(\d+)\s*")
-# (Written as "unrolled loops": Python's regex engine is slow on a per-character alternation,
-# and the C-parser path runs _KEYS on every frame.)
+_COUNT = re.compile(r"\s*\+?(\d+)\s*", re.ASCII)
+# (Written as "unrolled loops": Python's regex engine is slow on a per-character alternation.)
 _QUOTED = r'"[^"\\]*(?:\\.[^"\\]*)*"'
 _KEY = rf'{_QUOTED}|[^\s="{{}}\[\]]+'
 _VALUE = (rf'{_QUOTED}|\{{[^{{}}"]*\}}|\[[^\[\]"]*(?:\[[^\[\]"]*\][^\[\]"]*)*\]'
           r'|[^\s"{}\[\]=]+')
 _PAIR = re.compile(rf"\s*({_KEY})(?:\s*=\s*({_VALUE}))?(?=\s|$)")
-_KEYS = re.compile(rf"\s*({_KEY})(?:\s*=\s*(?:{_VALUE}))?(?=\s|$)")
 
 
-def check_keys(comment: str) -> None:
-    """The comment line's keys only: what the C parser's path checks on every frame before the
-    parser sees it (the parser's grammar refuses a malformed line, and its values are checked
-    batch by batch; ~10 us a frame, against ~250 us to parse one of ~120 atoms)."""
-    keys = [k.lower() for k in _KEYS.findall(comment)]
-    if len(set(keys)) != len(keys):
-        pairs(comment)  # says which key, unless every repeat is a flag (harmless)
-    if "[[" in comment and _LATTICE_2D.search(comment):
-        raise HeaderError("Lattice must be 9 numbers in one row, not a 2-D array")
-    m = _PROPERTIES.search(comment)
-    _properties_cached(m.group(1) if m else None)  # a column count of 2^31 would hang the parser
+def check_before_c(count: bytes, comment: bytes, bytes_left: int) -> bool:
+    """Whether a frame's header lines may go to the C parser: a plain count in range and
+    possible in the bytes left, no 2-D ``Lattice``, and a ``Properties`` that parses (a column
+    count of 2^31 hangs the parser, a count of 0 or 2^31 atoms crashes it). False sends the
+    frame to the ASE path, which refuses it with the reason. Cheap (a few us: it runs on every
+    frame); what it leaves out is checked after the parse, by :func:`check_after_c`."""
+    n = count.strip()
+    if not n.isdigit() or len(n) > 10:
+        return False
+    natoms = int(n)
+    if not 0 < natoms <= MAX_ATOMS or natoms * MIN_ATOM_LINE_BYTES > bytes_left + MIN_ATOM_LINE_BYTES:
+        return False
+    if b"[[" in comment and _LATTICE_2D.search(comment.decode("utf-8", "replace")):
+        return False
+    i = comment.find(b"Properties=")
+    raw = None
+    if i >= 0:
+        j = comment.find(b" ", i)
+        raw = comment[i + 11:j if j >= 0 else len(comment)].strip()
+        if raw[:1] in (b'"', b"{", b"["):  # a quoted value may hold spaces: the full regex
+            m = _PROPERTIES.search(comment.decode("utf-8", "replace"))
+            raw = m.group(1).encode() if m else None
+    elif b"Properties" in comment:
+        return False  # spelt with spaces or quotes: the ASE path reads it with the full check
+    try:
+        _properties_cached(raw)
+    except (HeaderError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def check_after_c(comment: bytes, keys: dict) -> None:
+    """No key twice among what the C parser read (``keys``, its info dict). The parser takes no
+    bare flags, so each pair of the line has an ``=``: as many ``=`` as keys means no repeats
+    (the common case, one count); otherwise the line is split exactly."""
+    if comment.count(b"=") != len(keys) or len({k.lower() for k in keys}) != len(keys):
+        pairs(comment.decode("utf-8"))
 
 
 _LATTICE_2D = re.compile(r"(?:^|\s)Lattice\s*=\s*\[\s*\[")
@@ -57,11 +81,11 @@ _PROPERTIES = re.compile(rf"(?:^|\s)Properties\s*=\s*({_VALUE})")
 
 
 @functools.lru_cache(maxsize=256)
-def _properties_cached(raw: str | None) -> tuple[tuple[str, str, int], ...]:
-    return properties(raw)
+def _properties_cached(raw: bytes | None) -> tuple[tuple[str, str, int], ...]:
+    return properties(None if raw is None else raw.decode("utf-8"))
 # A number as a file writes it: ASCII decimal, optional exponent (no hex, no "nan", no "1_0",
 # no full-width digits, which Python's float() would all accept).
-NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eEdD][+-]?\d+)?")
+NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _TRUE = {"T", "True", "true", "TRUE", "t"}
 _FALSE = {"F", "False", "false", "FALSE", "f"}
 _TYPES = {"S", "R", "I", "L"}
@@ -135,7 +159,7 @@ def numbers(key: str, raw: str | None, count: int, *, bound: float | None = None
     bad = next((w for w in words if not NUMBER.fullmatch(w)), None)
     if bad is not None:
         raise HeaderError(f"{key} has {bad[:20]!r} where a number belongs")
-    values = [float(w.replace("d", "e").replace("D", "e")) for w in words]
+    values = [float(w) for w in words]
     if not all(math.isfinite(v) for v in values):
         raise HeaderError(f"{key} has a number beyond the floating-point range")
     if bound is not None and max(map(abs, values)) > bound:
@@ -200,7 +224,7 @@ def check_comment(comment: str) -> Header:
     return Header(kv, properties(kv.get("Properties")))
 
 
-_FIELD_CHECKS = {"R": NUMBER, "I": re.compile(r"[+-]?\d+"),
+_FIELD_CHECKS = {"R": NUMBER, "I": re.compile(r"[+-]?\d+", re.ASCII),
                  "L": re.compile("|".join(_TRUE | _FALSE))}
 
 
