@@ -96,7 +96,7 @@ def _first(mapping: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, 
     return (None, None) if found is None else (found[1], mapping[found[1]])
 
 
-def _float(value: Any, what: str) -> float:
+def label_number(value: Any, what: str) -> float:
     """A label's one number: a flag, a boolean, a word or an array is never an energy (Python
     would read ``True`` as 1.0 and a one-element array as its element)."""
     if isinstance(value, bool | np.bool_):
@@ -236,9 +236,9 @@ def labels_from_mappings(
 
     labels = Labels()
     energy = value(src.energy)
-    labels.energy = None if energy is None else _float(energy, "energy")
+    labels.energy = None if energy is None else label_number(energy, "energy")
     if src.free_energy is not None:
-        labels.free_energy = _float(value(src.free_energy), "free_energy")
+        labels.free_energy = label_number(value(src.free_energy), "free_energy")
     forces = value(src.forces)
     labels.forces = None if forces is None else _array(forces, src.forces[1])
     if src.stress is not None:
@@ -278,7 +278,7 @@ def frame_from_atoms(atoms: Atoms, index: int, *, labels: Labels | None = None,
     _, weight = _first(info, ("weight",))
     try:
         labels = labels if labels is not None else labels_from_atoms(atoms, keys=keys)
-        weight = None if weight is None else _float(weight, "weight")
+        weight = None if weight is None else label_number(weight, "weight")
     except ValueError as exc:
         raise IngestError(str(exc), where=f"frame {index}") from exc
     return Frame(
@@ -370,7 +370,7 @@ def _dict_parts(natoms: int, info: dict[str, Any], arrays: dict[str, Any], index
     _, weight = _first(info, ("weight",))
     try:
         labels = labels_from_mappings(results, info, arrays, volume, keys, results_are_ase=False)
-        weight = None if weight is None else _float(weight, "weight")
+        weight = None if weight is None else label_number(weight, "weight")
     except ValueError as exc:
         raise IngestError(str(exc), where=where) from exc
     return (cell, pbc, np.asarray(positions, dtype=np.float64).reshape(-1, 3), labels,
@@ -532,9 +532,9 @@ def _batch_by_plan(raw: list[tuple[int, int, dict[str, Any], dict[str, Any]]], p
         else:
             pbcs = np.full((n_frames, 3), plan.lattice)
         src = plan.labels
-        energy = ([_float(i[src.energy[1]], "energy") for i in infos] if src.energy is not None
+        energy = ([label_number(i[src.energy[1]], "energy") for i in infos] if src.energy is not None
                   else [None] * n_frames)
-        free_energy = ([_float(i[src.free_energy[1]], "free_energy") for i in infos]
+        free_energy = ([label_number(i[src.free_energy[1]], "free_energy") for i in infos]
                        if src.free_energy is not None else [None] * n_frames)
         stress: list[np.ndarray | None] = [None] * n_frames
         if src.stress is not None or src.virial is not None:

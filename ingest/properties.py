@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ingest.loader import IngestSummary, Loader, ingest_run
-from ingest.textio import reader_guard, strict_float, text_errors
+from ingest.textio import DuplicateKey, no_duplicate_keys, reader_guard, strict_float, text_errors
 from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.errors import IngestError
@@ -97,7 +97,9 @@ def parse_properties_json(path: str | Path) -> Iterator[PropertyRecord]:
 def _load_json(path: str) -> Any:
     try:
         with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+            return json.load(fh, object_pairs_hook=no_duplicate_keys)
+    except DuplicateKey as exc:
+        raise IngestError(f"not valid JSON ({exc})", path=path) from None
     except json.JSONDecodeError as exc:
         raise IngestError(f"not valid JSON ({exc.msg})", path=path, where=f"line {exc.lineno}") from exc
     except UnicodeDecodeError as exc:

@@ -38,6 +38,20 @@ def strict_float(text: Any, what: str, *, path: str, where: str) -> float:
     return value
 
 
+class DuplicateKey(ValueError):
+    """A JSON object names a key twice (json keeps the last silently)."""
+
+
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for :func:`json.load`: refuse an object that names a key twice."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise DuplicateKey(f"key {key!r} is given twice in one object")
+    return out
+
+
 @contextmanager
 def text_errors(path: str, reader: Any = None) -> Iterator[None]:
     """Decoding and CSV errors inside the block as one-line errors naming the file and, with a

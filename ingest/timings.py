@@ -33,7 +33,7 @@ from sqlalchemy import func, select
 
 from ingest.hardware import Hardware
 from ingest.loader import IngestSummary, Loader, ingest_run
-from ingest.textio import reader_guard
+from ingest.textio import DuplicateKey, no_duplicate_keys, reader_guard
 from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.errors import IngestError
@@ -301,10 +301,10 @@ def parse_timings_table(path: str | Path) -> list[TimingRecord]:
         elif suffix in (".yaml", ".yml"):
             rows = yaml.safe_load(p.read_text(encoding="utf-8"))
         elif suffix == ".json":
-            rows = json.loads(p.read_text(encoding="utf-8"))
+            rows = json.loads(p.read_text(encoding="utf-8"), object_pairs_hook=no_duplicate_keys)
         else:
             raise IngestError("a timings table must be .csv, .yaml/.yml or .json", path=str(path))
-    except (yaml.YAMLError, json.JSONDecodeError, csv.Error, UnicodeDecodeError) as exc:
+    except (yaml.YAMLError, json.JSONDecodeError, csv.Error, UnicodeDecodeError, DuplicateKey) as exc:
         # YAML's messages run over several lines (the excerpt with a caret): keep the first,
         # and the place it names
         mark = getattr(exc, "problem_mark", None)

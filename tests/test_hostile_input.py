@@ -329,3 +329,71 @@ def test_grant_readonly_to_a_reserved_role_is_a_clean_error(cli) -> None:
     res = cli("db", "grant-readonly", "public")
     assert res.exit_code == 1 and res.output.startswith("Error: ") and "Traceback" not in res.output
     assert res.output.count("\n") == 1, res.output
+
+
+# --- the other readers ----------------------------------------------------------------------
+
+def _mlearn(tmp_path: Path, outputs: dict, lattice: dict | None = None) -> Path:
+    import json
+
+    rec = {"structure": {"lattice": lattice or {"matrix": [[3.6, 0, 0], [0, 3.6, 0], [0, 0, 3.6]]},
+                         "sites": [{"species": [{"element": "Cu", "occu": 1}], "xyz": [0, 0, 0]}]},
+           "outputs": outputs}
+    path = tmp_path / "ml.json"
+    path.write_text(json.dumps([rec]))
+    return path
+
+
+@pytest.mark.parametrize("outputs, lattice", [
+    ({"energy": True}, None), ({"energy": "-3.6"}, None), ({"energy": -3.6, "forces": [[True, 0, 0]]}, None),
+    ({"energy": -3.6, "forces": [["1", 0, 0]]}, None),
+    ({"energy": -3.6}, {"matrix": [[3.6, 0, 0], [0, 3.6, 0], [0, 0, 3.6]], "pbc": [True, "x", True]}),
+    ({"energy": -3.6e9}, None),
+], ids=["energy-true", "energy-string", "force-true", "force-string", "pbc-word", "energy-bound"])
+def test_mlearn_json_labels_must_be_numbers(outputs, lattice, tmp_path) -> None:
+    from ingest.mlearn import parse_mlearn_json
+
+    with pytest.raises(IngestError) as info:
+        list(parse_mlearn_json(_mlearn(tmp_path, outputs, lattice)))
+    assert "\n" not in str(info.value) and ("record 0" in str(info.value) or "frame 0" in str(info.value))
+
+
+def test_a_json_key_given_twice_is_refused(tmp_path) -> None:
+    from ingest.mlearn import parse_mlearn_json
+    from ingest.timings import parse_timings_table
+
+    path = tmp_path / "ml.json"
+    path.write_text('[{"structure": {}, "structure": {}}]')
+    with pytest.raises(IngestError, match="twice"):
+        list(parse_mlearn_json(path))
+    path = tmp_path / "t.json"
+    path.write_text('[{"model": "a", "wall_s": 1, "wall_s": 2}]')
+    with pytest.raises(IngestError, match="twice"):
+        parse_timings_table(path)
+
+
+@pytest.mark.parametrize("data", [b"name,value,unit\nx,\xff\xfe,GPa\n", b"name,value\nx," + b"9" * 200_000 + b"\n",
+                                  b"name,value\nx,1_0\n", b"name,value\nx,nan\n", b"name,value\nx,1,extra\n"],
+                         ids=["bad-bytes", "huge-field", "underscore-number", "nan", "extra-field"])
+def test_csv_tables_refuse_in_one_line(data, tmp_path) -> None:
+    from ingest.md import parse_observables_csv
+
+    path = tmp_path / "obs.csv"
+    path.write_bytes(data)
+    with pytest.raises(IngestError) as info:
+        parse_observables_csv(path)
+    assert "\n" not in str(info.value) and "line" in str(info.value)
+
+
+def test_an_unexpected_exception_in_a_reader_is_one_line_naming_the_file(tmp_path) -> None:
+    from ingest.textio import reader_guard
+
+    @reader_guard
+    def parse(path):
+        yield 1
+        raise ZeroDivisionError("boom")
+
+    with pytest.raises(IngestError) as info:
+        list(parse(tmp_path / "x.csv"))
+    assert str(info.value).startswith(str(tmp_path / "x.csv")) and "ZeroDivisionError" in str(info.value)
+    assert getattr(info.value, "unexpected", False)
