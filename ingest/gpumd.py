@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from ingest.atoms import validate_labels
 from ingest.extxyz import parse_extxyz
 from ingest.textio import reader_guard
 from warehouse.records import Frame, Labels, PredictionFrame
@@ -183,6 +184,9 @@ def _predictions(frames: list[Frame], out: GpumdOutputs) -> Iterator[PredictionF
             # eV/atom, positive under compression -> sigma_ASE = -W/V (warehouse.units)
             w = gpumd_voigt_to_ase_order(out.virial[i, :6]) * n
             volume = abs(np.linalg.det(f.cell))
+            if not volume > 1e-8:  # a structure without a cell: no stress (and no division by 0)
+                raise IngestError("a virial needs a periodic cell with a volume", path=str(out.xyz),
+                                  where=f"frame {f.index}")
             stress = -w / volume * EV_PER_A3_TO_GPA
         labels = Labels(
             energy=float(out.energy[i, 0]) * n,
@@ -190,6 +194,9 @@ def _predictions(frames: list[Frame], out: GpumdOutputs) -> Iterator[PredictionF
             stress=stress,
         )
         start += n
+        # predicted values obey the bounds of docs/INPUT.md as references do (NaN is refused
+        # when the tables are read)
+        validate_labels(labels, n, path=str(out.xyz.parent), where=f"predictions of frame {f.index}")
         pred = Frame(
             numbers=f.numbers, positions=f.positions, cell=f.cell, pbc=f.pbc, index=f.index,
             labels=labels,
