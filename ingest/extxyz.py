@@ -422,20 +422,22 @@ def _text(line: bytes) -> str:
 
 
 def _voigt_comment(header, comment: str, keys: LabelKeys) -> str:
-    """The comment line with six-component stress or virial values written out as 3x3 in the
-    order ``keys.voigt_order`` gives (ASE reads only 9); refused where no order is given, and a
-    9-component tensor must be symmetric (:func:`ingest.atoms.tensor_to_voigt`)."""
+    """The comment line with six-component stress or virial values (in the order
+    ``keys.voigt_order`` gives; refused without one) and two-dimensional ``[[...]]`` ones written
+    out as 9 numbers, the one form ASE reads; a 3x3 must be symmetric
+    (:func:`ingest.atoms.tensor_to_voigt`)."""
     from ingest.atoms import tensor_to_voigt, voigt_to_full
 
     for key, raw in header.pairs.items():
         if key.lower() not in _TENSOR_KEYS or raw is None:
             continue
+        words, dim = xyzheader.array_words(raw)
         try:
-            values = xyzheader.numbers(key, raw, len(xyzheader._words(raw)[0]))
+            values = xyzheader.numbers(key, raw, len(words), two_d=True)
             voigt = tensor_to_voigt(values, key, keys.voigt_order)
         except ValueError as exc:
             raise HeaderError(str(exc)) from None
-        if len(values) == 6:
+        if len(values) == 6 or dim == 2:  # as 9 numbers, the one form ASE reads
             full = " ".join(repr(float(v)) for v in voigt_to_full(voigt).reshape(9))
             comment = comment.replace(f"{key}={raw}", f'{key}="{full}"', 1)
     return comment

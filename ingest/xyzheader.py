@@ -138,7 +138,7 @@ def _unquote(text: str) -> str:
     return text[1:-1].replace('\\"', '"') if text.startswith('"') else text
 
 
-def _words(raw: str) -> tuple[list[str], int]:
+def array_words(raw: str) -> tuple[list[str], int]:
     """The elements of an array value and its dimension (1, or 2 for ``[[...], ...]``)."""
     if raw.startswith("[["):
         return re.split(r"[\s,\[\]]+", raw.strip("[] ")), 2
@@ -147,12 +147,14 @@ def _words(raw: str) -> tuple[list[str], int]:
     return [w for w in re.split(r"[\s,]+", raw.strip()) if w], 1
 
 
-def numbers(key: str, raw: str | None, count: int, *, bound: float | None = None) -> list[float]:
-    """Exactly ``count`` finite ASCII numbers from a 1-D value (no more than ``bound`` in size)."""
+def numbers(key: str, raw: str | None, count: int, *, bound: float | None = None,
+            two_d: bool = False) -> list[float]:
+    """Exactly ``count`` finite ASCII numbers from a 1-D value (or a 2-D one, read row by row,
+    with ``two_d``), none above ``bound`` in size."""
     if raw is None:
         raise HeaderError(f"{key} has no value")
-    words, dim = _words(raw)
-    if dim != 1:
+    words, dim = array_words(raw)
+    if dim != 1 and not two_d:
         raise HeaderError(f"{key} must be {count} numbers in one row, not a 2-D array")
     if len(words) != count:
         raise HeaderError(f"{key} must be {count} numbers, got {len(words)}")
@@ -171,7 +173,7 @@ def booleans(key: str, raw: str | None) -> list[bool]:
     """Exactly three booleans (``T``/``F``/``True``/``False``) for ``pbc``."""
     if raw is None:
         raise HeaderError(f"{key} has no value")
-    words, dim = _words(raw)
+    words, dim = array_words(raw)
     if dim != 1 or len(words) != 3 or any(w not in _TRUE and w not in _FALSE for w in words):
         raise HeaderError(f"{key} must be three booleans (T or F), got {raw[:40]!r}")
     return [w in _TRUE for w in words]
