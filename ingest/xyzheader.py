@@ -51,16 +51,21 @@ def check_before_c(count: bytes, comment: bytes, bytes_left: int) -> bool:
         return False
     if b"[[" in comment and _LATTICE_2D.search(comment.decode("utf-8", "replace")):
         return False
-    i = comment.find(b"Properties=")
+    # The one "Properties" of the line, as a key (at the start or after a space): anything
+    # else (two of them, a quoted key, spaces around "=") takes the ASE path and its exact split.
+    # (One inside a quoted value, with no real key, is harmless: the parser's default is read.)
     raw = None
-    if i >= 0:
+    if (seen := comment.count(b"Properties")) > 1:
+        return False
+    if seen:
+        i = comment.find(b"Properties=")
+        if i < 0 or (i > 0 and not comment[i - 1:i].isspace()):
+            return False
         j = comment.find(b" ", i)
         raw = comment[i + 11:j if j >= 0 else len(comment)].strip()
         if raw[:1] in (b'"', b"{", b"["):  # a quoted value may hold spaces: the full regex
             m = _PROPERTIES.search(comment.decode("utf-8", "replace"))
             raw = m.group(1).encode() if m else None
-    elif b"Properties" in comment:
-        return False  # spelt with spaces or quotes: the ASE path reads it with the full check
     try:
         _properties_cached(raw)
     except (HeaderError, UnicodeDecodeError):

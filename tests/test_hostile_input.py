@@ -145,12 +145,15 @@ def test_voigt_order_on_the_command_line(cli, wh, tmp_path) -> None:
 # --- the C parser is never handed what crashes it ---------------------------------------------
 
 CRASHERS = {"1e9-atoms": "1000000000", "2^31-1-atoms": str(2**31 - 1), "zero-atoms": "0",
-            "2^31-atoms": str(2**31), "column-count-2^31": None}
+            "2^31-atoms": str(2**31), "column-count-2^31": None, "column-count-behind-a-decoy": None}
 
 
 def _crasher(name: str) -> str:
     if name == "column-count-2^31":
         return _frame(f"{LATTICE} Properties=species:S:1:pos:R:3:forces:R:2147483647 energy=-1")
+    if name == "column-count-behind-a-decoy":  # a harmless Properties= inside another key's name
+        return _frame(f"{LATTICE} xProperties=species:S:1:pos:R:3 energy=-1 "
+                      "Properties=species:S:1:pos:R:3:forces:R:2147483647")
     return _frame(f"{LATTICE} {PROPS} energy=-1", count=CRASHERS[name])
 
 
