@@ -174,6 +174,7 @@ def gpumd(
     level_of_theory: LevelOpt = None,
     xyz: Annotated[Path | None, typer.Option(
         "--xyz", help="Structure file the outputs follow, for a folder without one (prediction runs).")] = None,
+    voigt_order: VoigtOpt = None,
 ) -> None:
     """Store a GPUMD NEP model's predictions (and its structures if they are new), and loss.out.
 
@@ -183,7 +184,8 @@ def gpumd(
 
     with open_from(ctx) as wh:
         summary = ingest_gpumd(wh, folder, model=model, dataset=dataset,
-                               level_of_theory=level_of_theory, xyz=xyz, argv=argv())
+                               level_of_theory=level_of_theory, xyz=xyz, argv=argv(),
+                               voigt_order=_voigt(voigt_order))
     typer.echo(summary.line())
 
 

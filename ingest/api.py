@@ -140,15 +140,18 @@ def ingest_gpumd(
     level_of_theory: str | None = None,
     xyz: str | Path | None = None,
     argv: list[str] | None = None,
+    voigt_order: tuple[str, ...] | None = None,
 ) -> IngestSummary:
     """Store a GPUMD ``nep`` folder's predictions (and its structures, if new) for ``model``.
 
     ``xyz`` names the structure file for a folder that has none (``prediction 1`` runs);
-    ``loss.out``, when present, is stored as the model's training record.
+    ``loss.out``, when present, is stored as the model's training record. ``voigt_order`` is
+    the order of six-number virials in the structure file (refused without it).
     """
     folder = Path(folder)
     splits = gpumd.find_splits(folder, xyz)
-    parsed = {split: gpumd.parse_gpumd_split(folder, split, xyz) for split in splits}
+    keys = DEFAULT_KEYS if voigt_order is None else replace(DEFAULT_KEYS, voigt_order=voigt_order)
+    parsed = {split: gpumd.parse_gpumd_split(folder, split, xyz, keys=keys) for split in splits}
     loss = gpumd.read_loss(folder / "loss.out") if (folder / "loss.out").is_file() else None
     source_sha = sha256_file(folder / f"energy_{splits[0]}.out")
     with ingest_run(wh, kind="gpumd", source=str(folder), source_sha256=source_sha, argv=argv) as ld:

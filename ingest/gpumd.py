@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ingest.atoms import validate_labels
+from ingest.atoms import DEFAULT_KEYS, LabelKeys, validate_labels
 from ingest.extxyz import parse_extxyz
 from ingest.textio import reader_guard
 from warehouse.records import Frame, Labels, PredictionFrame
@@ -165,12 +165,14 @@ def _check_rows(out: GpumdOutputs, frames: list[Frame], folder: Path, split: str
 
 @reader_guard
 def parse_gpumd_split(
-    folder: str | Path, split: str, xyz: str | Path | None = None
+    folder: str | Path, split: str, xyz: str | Path | None = None, *,
+    keys: LabelKeys = DEFAULT_KEYS,
 ) -> tuple[list[Frame], list[PredictionFrame]]:
-    """The structures (with DFT labels from the xyz) and the model's predictions of one split."""
+    """The structures (with DFT labels from the xyz, read with ``keys``) and the model's
+    predictions of one split."""
     folder = Path(folder)
     out = read_outputs(folder, split, xyz)
-    frames = list(parse_extxyz(out.xyz))
+    frames = list(parse_extxyz(out.xyz, keys=keys))
     _check_rows(out, frames, folder, split)
     return frames, list(_predictions(frames, out))
 
