@@ -93,16 +93,33 @@ def grant_readonly(
 
     Example: warehouse db grant-readonly analyst
     """
-    from sqlalchemy import text
-
     from warehouse.errors import ConfigError
 
     engine = _engine(ctx)
     if engine.dialect.name != "postgresql":
         raise ConfigError("grant-readonly is for PostgreSQL; share a SQLite catalog read-only by"
                           " opening it with `sqlite3 'file:catalog.sqlite?mode=ro'`")
-    if not role.replace("_", "").isalnum():
-        raise ConfigError(f"role name {role!r}: use letters, digits and underscores only")
+    if not role.replace("_", "").isalnum() or not role.isascii() or len(role) > 63:
+        raise ConfigError(f"role name {role!r}: use up to 63 ASCII letters, digits and underscores")
+    if role.lower() in _RESERVED_ROLES or role.lower().startswith("pg_"):
+        raise ConfigError(f"role name {role!r} is reserved by PostgreSQL (public, pg_*, current_user,"
+                          " ...): choose another name, e.g. analyst")
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        _grant(engine, role)
+    except DBAPIError as exc:  # e.g. no right to create roles: the server's own words, one line
+        first = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise ConfigError(f"cannot grant read-only access to {role!r}: {first}") from None
+
+
+# Names PostgreSQL reserves for roles (a role cannot be created or granted under them).
+_RESERVED_ROLES = {"public", "none", "current_user", "session_user", "current_role", "user"}
+
+
+def _grant(engine, role: str) -> None:
+    from sqlalchemy import text
+
     with engine.begin() as conn:
         if conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first() is None:
             conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))

@@ -37,6 +37,24 @@ class Progress:
             sys.stderr.write("\n")
 
 
+VoigtOpt = Annotated[str | None, typer.Option(
+    "--voigt-order", help="Order of six-number stress= or virial= values in the file, e.g."
+    " xx,yy,zz,yz,xz,xy (ASE's) or xx,yy,zz,xy,yz,zx (GPUMD's); without it six numbers are"
+    " refused (a 3x3 needs no order).")]
+
+
+def _voigt(text: str | None) -> tuple[str, ...] | None:
+    from ingest.atoms import parse_voigt_order
+    from warehouse.errors import IngestError
+
+    if text is None:
+        return None
+    try:
+        return parse_voigt_order(text)
+    except ValueError as exc:
+        raise IngestError(str(exc)) from None
+
+
 LevelOpt = Annotated[str | None, typer.Option(
     "--level-of-theory", "-l", help="Name of the reference's level of theory (e.g. VASP-PBE-520eV).")]
 
@@ -55,12 +73,14 @@ def structures(
         "--format", help="Reader: extxyz, mlearn-json, vasp, ase-db, pickle (default: from the file name).")] = None,
     trust_pickle: Annotated[bool, typer.Option(
         "--trust-pickle", help="Allow loading a pickle (unpickling can run arbitrary code).")] = False,
+    voigt_order: VoigtOpt = None,
 ) -> None:
     """Store structures and their DFT labels (energy, forces, stress) as references.
 
     Example: warehouse ingest structures train.xyz --dataset pbte --level-of-theory PBE
     """
-    reader = _start_reading(path, fmt)
+    order = _voigt(voigt_order)
+    reader = _start_reading(path, fmt, order)
     progress = Progress()
     try:
         from ingest.api import ingest_structures  # the catalog machinery: ~0.8 s of imports
@@ -69,7 +89,7 @@ def structures(
             summary = ingest_structures(wh, path, dataset=dataset, level_of_theory=level_of_theory,
                                         subset=subset, split=split, fmt=fmt,
                                         trust_pickle=trust_pickle, argv=argv(), progress=progress,
-                                        reader=reader)
+                                        reader=reader, voigt_order=order)
     finally:
         progress.done()
         if reader is not None:
@@ -77,11 +97,14 @@ def structures(
     typer.echo(summary.line())
 
 
-def _start_reading(path: Path, fmt: str | None):
+def _start_reading(path: Path, fmt: str | None, voigt_order: tuple[str, ...] | None):
     """The reader of an extended XYZ file: the one started before the command line was parsed
-    (cli.early), or a new one; None for other formats."""
+    (cli.early), or a new one; None for other formats (and with --voigt-order, which the early
+    start does not know: ingest_structures starts that reader)."""
     from cli import early
 
+    if voigt_order is not None:
+        return None
     return early.take(path, fmt) or early.start_reader(path, fmt)
 
 
@@ -94,6 +117,7 @@ def predictions(
     forces_key: Annotated[str | None, typer.Option("--forces-key", help="Per-atom array of predicted forces (eV/Å).")] = None,
     stress_key: Annotated[str | None, typer.Option("--stress-key", help="Info key of the predicted stress (eV/Å^3, ASE sign).")] = None,
     virial_key: Annotated[str | None, typer.Option("--virial-key", help="Info key of the predicted total virial (eV).")] = None,
+    voigt_order: VoigtOpt = None,
 ) -> None:
     """Store a model's predictions, matched to stored structures by content hash.
 
@@ -102,7 +126,8 @@ def predictions(
     from ingest.api import ingest_predictions
     from ingest.atoms import prediction_keys
 
-    keys = prediction_keys(energy=energy_key, forces=forces_key, stress=stress_key, virial=virial_key)
+    keys = prediction_keys(energy=energy_key, forces=forces_key, stress=stress_key, virial=virial_key,
+                           voigt_order=_voigt(voigt_order))
     progress = Progress()
     try:
         with open_from(ctx) as wh:
@@ -122,6 +147,7 @@ def gpumd(
     level_of_theory: LevelOpt = None,
     xyz: Annotated[Path | None, typer.Option(
         "--xyz", help="Structure file the outputs follow, for a folder without one (prediction runs).")] = None,
+    voigt_order: VoigtOpt = None,
 ) -> None:
     """Store a GPUMD NEP model's predictions (and its structures if they are new), and loss.out.
 
@@ -131,7 +157,8 @@ def gpumd(
 
     with open_from(ctx) as wh:
         summary = ingest_gpumd(wh, folder, model=model, dataset=dataset,
-                               level_of_theory=level_of_theory, xyz=xyz, argv=argv())
+                               level_of_theory=level_of_theory, xyz=xyz, argv=argv(),
+                               voigt_order=_voigt(voigt_order))
     typer.echo(summary.line())
 
 

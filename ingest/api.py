@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from ingest import gpumd
 from ingest.asedb import parse_ase_db
-from ingest.atoms import PREDICTION_KEYS, LabelKeys
+from ingest.atoms import DEFAULT_KEYS, PREDICTION_KEYS, LabelKeys
 from ingest.extxyz import ExtxyzReader, parse_extxyz
 from ingest.formats import detect_format
 from ingest.loader import IngestSummary, ingest_run
@@ -45,6 +46,7 @@ def ingest_structures(
     argv: list[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     reader: ExtxyzReader | None = None,
+    voigt_order: tuple[str, ...] | None = None,
 ) -> IngestSummary:
     """Store the structures of ``path`` in ``dataset`` with their labels as references.
 
@@ -54,6 +56,8 @@ def ingest_structures(
 
     VASP outputs name their own level of theory (e.g. ``VASP-PBE-520eV``) unless one is given.
     A pickle is read only with ``trust_pickle`` (unpickling can run arbitrary code).
+    ``voigt_order`` is the order of six-number stress or virial values in an extended XYZ file
+    (refused without it).
     """
     path = str(path)
     if not Path(path).is_file():
@@ -68,10 +72,12 @@ def ingest_structures(
             wh, path, fmt, dataset=dataset, level_of_theory=level_of_theory, subset=subset,
             split=split, trust_pickle=trust_pickle, argv=argv, progress=progress), what=path)
 
+    keys = DEFAULT_KEYS if voigt_order is None else replace(DEFAULT_KEYS, voigt_order=voigt_order)
+
     def attempt(n: int) -> IngestSummary:
         # the columnar reader (no per-frame records) in a child process, ahead of this one's
         # writes; a retry reads the file again
-        with (reader if n == 0 and reader is not None else ExtxyzReader(path)) as stream:
+        with (reader if n == 0 and reader is not None else ExtxyzReader(path, keys=keys)) as stream:
             sha = stream.sha256()  # binary data or an over-long line is refused before anything
             with ingest_run(wh, kind="structures", source=path, source_sha256=sha, argv=argv) as ld:
                 level = ld.level_of_theory(level_of_theory)
@@ -154,15 +160,18 @@ def ingest_gpumd(
     level_of_theory: str | None = None,
     xyz: str | Path | None = None,
     argv: list[str] | None = None,
+    voigt_order: tuple[str, ...] | None = None,
 ) -> IngestSummary:
     """Store a GPUMD ``nep`` folder's predictions (and its structures, if new) for ``model``.
 
     ``xyz`` names the structure file for a folder that has none (``prediction 1`` runs);
-    ``loss.out``, when present, is stored as the model's training record.
+    ``loss.out``, when present, is stored as the model's training record. ``voigt_order`` is
+    the order of six-number virials in the structure file (refused without it).
     """
     folder = Path(folder)
     splits = gpumd.find_splits(folder, xyz)
-    parsed = {split: gpumd.parse_gpumd_split(folder, split, xyz) for split in splits}
+    keys = DEFAULT_KEYS if voigt_order is None else replace(DEFAULT_KEYS, voigt_order=voigt_order)
+    parsed = {split: gpumd.parse_gpumd_split(folder, split, xyz, keys=keys) for split in splits}
     loss = gpumd.read_loss(folder / "loss.out") if (folder / "loss.out").is_file() else None
     source_sha = sha256_file(folder / f"energy_{splits[0]}.out")
 

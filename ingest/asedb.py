@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ingest.atoms import frame_from_atoms, validate_frame
+from ingest.textio import reader_guard
 from warehouse.errors import IngestError
 from warehouse.records import Frame
 
 
+@reader_guard
 def parse_ase_db(path: str | Path, *, selection: str | None = None) -> Iterator[Frame]:
     """Yield a validated frame per row (``selection`` in ase.db's query language)."""
     import ase.db

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ingest.md import PRESSURE_NOTE, MDData, Stage, run_meta
+from ingest.textio import reader_guard
 from warehouse.errors import IngestError
 
 # -- LAMMPS -----------------------------------------------------------------------------------
@@ -66,6 +67,7 @@ def _is_number(tok: str) -> bool:
     return True
 
 
+@reader_guard
 def parse_lammps_log(path: str | Path, *, timestep_fs: float | None = None) -> list[MDData]:
     """Every thermo table of a LAMMPS log: one series, or one per run when their columns differ."""
     path = str(path)

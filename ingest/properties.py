@@ -32,6 +32,7 @@ from sqlalchemy import select
 
 from ingest.loader import IngestSummary, Loader, ingest_run
 from ingest.writers.conflicts import with_retries
+from ingest.textio import DuplicateKey, no_duplicate_keys, reader_guard, strict_float, text_errors
 from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.errors import IngestError
@@ -59,12 +60,9 @@ def _record(row: dict[str, Any], path: str, where: str) -> PropertyRecord:
     missing = [k for k in ("material", "property", "value", "source") if row.get(k) in (None, "")]
     if missing:
         raise IngestError(f"missing {', '.join(missing)}", path=path, where=where)
-    try:
-        value = float(row["value"])
-    except (TypeError, ValueError):
-        raise IngestError(f"value {row['value']!r} is not a number", path=path, where=where) from None
-    if not math.isfinite(value):
-        raise IngestError("value is NaN or inf", path=path, where=where)
+    if None in row:  # csv.DictReader's key for values beyond the header
+        raise IngestError("more values than the header names", path=path, where=where)
+    value = strict_float(row["value"], "value", path=path, where=where)
     st = (row.get("source_type") or None)
     if st is not None and st not in SOURCE_TYPES:
         raise IngestError(f"source_type {st!r}: use model or level_of_theory", path=path, where=where)
@@ -76,14 +74,15 @@ def _record(row: dict[str, Any], path: str, where: str) -> PropertyRecord:
                           row.get("structure") or None, extra)
 
 
+@reader_guard
 def parse_properties_csv(path: str | Path) -> Iterator[PropertyRecord]:
     path = str(path)
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
+    with open(path, newline="", encoding="utf-8") as fh, text_errors(path, reader := csv.DictReader(fh)):
         for row in reader:
             yield _record(row, path, f"line {reader.line_num}")
 
 
+@reader_guard
 def parse_properties_json(path: str | Path) -> Iterator[PropertyRecord]:
     path = str(path)
     data = _load_json(path)
@@ -99,9 +98,15 @@ def parse_properties_json(path: str | Path) -> Iterator[PropertyRecord]:
 def _load_json(path: str) -> Any:
     try:
         with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+            return json.load(fh, object_pairs_hook=no_duplicate_keys)
+    except DuplicateKey as exc:
+        raise IngestError(f"not valid JSON ({exc})", path=path) from None
     except json.JSONDecodeError as exc:
         raise IngestError(f"not valid JSON ({exc.msg})", path=path, where=f"line {exc.lineno}") from exc
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"not UTF-8 text ({exc.reason})", path=path) from None
+    except RecursionError:
+        raise IngestError("not valid JSON (nested too deeply)", path=path) from None
 
 
 def _numbers(values: Any, path: str, where: str) -> list[float]:

@@ -34,6 +34,7 @@ from sqlalchemy import func, select
 from ingest.hardware import Hardware
 from ingest.loader import IngestSummary, Loader, ingest_run
 from ingest.writers.conflicts import with_retries
+from ingest.textio import DuplicateKey, no_duplicate_keys, reader_guard
 from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.errors import IngestError
@@ -116,6 +117,7 @@ def is_gpumd_log(lines: Sequence[str]) -> bool:
     return "GPUMD" in head and ("Welcome" in head or "gpumd executable" in head)
 
 
+@reader_guard
 def parse_gpumd_log(path: str | Path) -> list[TimingRecord]:
     """One :class:`TimingRecord` (task ``md``) per run of a GPUMD log, as GPUMD printed it."""
     lines = _read_lines(path)
@@ -215,6 +217,7 @@ def is_lammps_log(lines: Sequence[str]) -> bool:
     return any(_L_VERSION.match(line) for line in lines[:20])
 
 
+@reader_guard
 def parse_lammps_log(path: str | Path) -> list[TimingRecord]:
     """One :class:`TimingRecord` (task ``md``) per ``Loop time`` of a LAMMPS log."""
     lines = _read_lines(path)
@@ -284,6 +287,7 @@ def _scale(value: float) -> float:
 
 # -- tables ----------------------------------------------------------------------------------
 
+@reader_guard
 def parse_timings_table(path: str | Path) -> list[TimingRecord]:
     """Records from a CSV (header row), YAML or JSON file (a list of mappings, or
     ``{"timings": [...]}``) whose keys are the ``timings`` columns; see docs/COST.md."""
@@ -298,11 +302,16 @@ def parse_timings_table(path: str | Path) -> list[TimingRecord]:
         elif suffix in (".yaml", ".yml"):
             rows = yaml.safe_load(p.read_text(encoding="utf-8"))
         elif suffix == ".json":
-            rows = json.loads(p.read_text(encoding="utf-8"))
+            rows = json.loads(p.read_text(encoding="utf-8"), object_pairs_hook=no_duplicate_keys)
         else:
             raise IngestError("a timings table must be .csv, .yaml/.yml or .json", path=str(path))
-    except (yaml.YAMLError, json.JSONDecodeError, csv.Error, UnicodeDecodeError) as exc:
-        raise IngestError(f"cannot read: {exc}", path=str(path)) from None
+    except (yaml.YAMLError, json.JSONDecodeError, csv.Error, UnicodeDecodeError, DuplicateKey) as exc:
+        # YAML's messages run over several lines (the excerpt with a caret): keep the first,
+        # and the place it names
+        mark = getattr(exc, "problem_mark", None)
+        first = " ".join(str(exc).split("\n")[0].split())
+        raise IngestError(f"cannot read: {first}", path=str(path),
+                          where=None if mark is None else f"line {mark.line + 1}") from None
     if isinstance(rows, dict) and "timings" in rows:
         rows = rows["timings"]
     if not isinstance(rows, list) or not rows:

@@ -24,6 +24,7 @@ from typing import Any
 
 
 from ingest.atoms import frame_from_atoms, validate_frame
+from ingest.textio import reader_guard
 from warehouse.errors import IngestError
 from warehouse.records import Frame
 
@@ -169,6 +170,7 @@ def read_vasp_settings(path: str | Path) -> VaspSettings:
     return read_outcar_settings(path)
 
 
+@reader_guard
 def parse_vasp(path: str | Path) -> Iterator[Frame]:
     """Yield every ionic step of a vasprun.xml or OUTCAR as a validated frame."""
     path = str(path)

@@ -28,6 +28,7 @@ class IngestError(WarehouseError):
     def __init__(self, message: str, *, path: str | None = None, where: str | None = None) -> None:
         self.path = path
         self.where = where
+        self.message = message  # without the file and place, for a caller that knows better ones
         prefix = ""
         if path is not None:
             prefix = f"{path}"
