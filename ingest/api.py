@@ -16,7 +16,7 @@ from ingest.pickles import check_trust, parse_pickle
 from ingest.predictions import parse_predictions
 from ingest.vasp import parse_vasp, read_vasp_settings
 from warehouse.core import Warehouse
-from warehouse.errors import IngestError
+from warehouse.errors import IngestError, missing_file
 from warehouse.hashing import sha256_file
 from warehouse.records import Frame
 
@@ -56,7 +56,7 @@ def ingest_structures(
     """
     path = str(path)
     if not Path(path).is_file():
-        raise IngestError("no such file", path=path)
+        raise missing_file(path)
     fmt = fmt or detect_format(path)
     if fmt not in STRUCTURE_READERS:
         raise IngestError(f"unknown format {fmt!r}; known: {', '.join(STRUCTURE_READERS)}", path=path)
@@ -117,7 +117,7 @@ def ingest_predictions(
     """
     path = str(path)
     if not Path(path).is_file():
-        raise IngestError("no such file", path=path)
+        raise missing_file(path)
     sha = scan_file(path)
     with ingest_run(wh, kind="predictions", source=path, source_sha256=sha, argv=argv) as ld:
         model_id = ld.model(model)

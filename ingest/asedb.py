@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ingest.atoms import frame_from_atoms, validate_frame
-from warehouse.errors import IngestError
+from warehouse.errors import IngestError, missing_file
 from warehouse.records import Frame
 
 
@@ -21,7 +21,7 @@ def parse_ase_db(path: str | Path, *, selection: str | None = None) -> Iterator[
 
     path = str(path)
     if not Path(path).is_file():
-        raise IngestError("no such file", path=path)
+        raise missing_file(path)
     try:
         db = ase.db.connect(path, type="db", create_indices=False)
         rows = db.select(selection, sort="id") if selection else db.select(sort="id")

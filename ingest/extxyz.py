@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ingest.atoms import DEFAULT_KEYS, LabelKeys, batch_from_dicts, frame_from_atoms, validate_frame
-from warehouse.errors import IngestError
+from warehouse.errors import IngestError, missing_file
 from warehouse.records import BATCH_ATOMS, Frame, FrameBatch
 
 # A comment line longer than this is not a real extended XYZ header (the longest real ones, with
@@ -120,7 +120,7 @@ def parse_extxyz_batches(
     """
     path = str(path)
     if not Path(path).is_file():
-        raise IngestError("no such file", path=path)
+        raise missing_file(path)
     if Path(path).stat().st_size == 0:
         raise IngestError("file is empty", path=path)
     try:

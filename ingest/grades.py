@@ -30,7 +30,7 @@ from ingest.atoms import frame_from_atoms, validate_frame
 from ingest.loader import IngestSummary, Loader, ingest_run
 from warehouse import models as m
 from warehouse.core import Warehouse
-from warehouse.errors import IngestError
+from warehouse.errors import IngestError, missing_file
 from warehouse.hashing import sha256_file
 from warehouse.records import Frame, PredictionFrame
 
@@ -128,7 +128,7 @@ def ingest_grades(
     """Store per-atom grades of ``model`` (kind ``kind``) from an extended XYZ file or a CSV."""
     path = str(path)
     if not Path(path).is_file():
-        raise IngestError("no such file", path=path)
+        raise missing_file(path)
     is_csv = path.lower().endswith((".csv", ".csv.gz"))
     items = parse_grades_csv(path) if is_csv else parse_grades_extxyz(path, array or kind)
     with ingest_run(wh, kind="grades", source=path, source_sha256=sha256_file(path), argv=argv) as ld:

@@ -71,8 +71,11 @@ def parse_md_path(
     p = Path(path)
     if p.is_dir() and (p / "thermo.out").is_file():
         p = p / "thermo.out"
+    if p.is_dir():
+        raise IngestError("this is a folder without a thermo.out; name the MD output file (a"
+                          " thermo.out, a LAMMPS log, a series table)", path=str(path))
     if not p.is_file():
-        raise IngestError("no such file (or a folder without thermo.out)", path=str(path))
+        raise IngestError("no such file", path=str(path))
     fmt = fmt or parsers.detect_md_format(p)
     if fmt == "gpumd-thermo":
         data = [parsers.parse_gpumd_thermo(p, run_in=run_in, timestep_fs=timestep_fs, every=every)]

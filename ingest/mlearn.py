@@ -22,7 +22,7 @@ from ase.data import atomic_numbers
 
 from ingest.atoms import validate_frame
 from warehouse.records import Frame, Labels
-from warehouse.errors import IngestError
+from warehouse.errors import IngestError, missing_file
 from warehouse.units import vasp_kbar_to_gpa
 
 # mlearn's xx yy zz xy xz yz -> the warehouse's xx yy zz yz xz xy
@@ -69,7 +69,7 @@ def parse_mlearn_json(path: str | Path) -> Iterator[Frame]:
         with open(path, encoding="utf-8") as fh:
             records = json.load(fh)
     except FileNotFoundError as exc:
-        raise IngestError("no such file", path=path) from exc
+        raise missing_file(path) from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise IngestError(f"not valid JSON ({exc})", path=path) from exc
     if not isinstance(records, list) or not records:

@@ -35,7 +35,7 @@ from ingest.hardware import Hardware, LammpsAccelerator, lammps_accelerator
 from ingest.loader import IngestSummary, Loader, ingest_run
 from warehouse import models as m
 from warehouse.core import Warehouse
-from warehouse.errors import IngestError
+from warehouse.errors import IngestError, missing_file
 from warehouse.hashing import sha256_file
 
 TASKS = ("md", "inference", "training")
@@ -92,7 +92,7 @@ FLOAT_COLUMNS = {"wall_s", "peak_memory_mb", "atom_steps_per_s", "epochs"}
 def _read_lines(path: str | Path) -> list[str]:
     p = Path(path)
     if not p.is_file():
-        raise IngestError("no such file", path=str(path))
+        raise missing_file(str(path))
     return p.read_text(encoding="utf-8", errors="replace").splitlines()
 
 
@@ -300,7 +300,7 @@ def parse_timings_table(path: str | Path) -> list[TimingRecord]:
     ``{"timings": [...]}``) whose keys are the ``timings`` columns; see docs/COST.md."""
     p = Path(path)
     if not p.is_file():
-        raise IngestError("no such file", path=str(path))
+        raise missing_file(str(path))
     suffix = p.suffix.lower()
     try:
         if suffix == ".csv":
