@@ -41,6 +41,9 @@ def root(
     )] = False,
 ) -> None:
     """Store DFT labels, model predictions, timings and MD output; ask for leaderboards."""
+    from warehouse.provenance import command_started
+
+    command_started()  # `warehouse runs` shows each command's wall time, not its commit's
     ctx.obj = {"url": url, "lake": lake}
 
 

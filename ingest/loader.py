@@ -39,7 +39,7 @@ from warehouse.errors import IngestError, NotFound
 from warehouse.errorsums import calc_element_force_sums, calc_error_sums
 from warehouse.hashing import structure_hashes, structure_hashes_batch
 from warehouse.lake import LakeTransaction, numpy_table
-from warehouse.provenance import new_run, now
+from warehouse.provenance import new_run, now, run_ended
 
 # Keep IN (...) lists well under SQLite's 32,766 bound-parameter limit.
 IN_CHUNK = 900
@@ -931,6 +931,7 @@ def ingest_run(
         raise
     finally:
         session.close()
+        run_ended()
 
 
 _RUN_FIELDS = ("kind", "source_uri", "source_sha256", "argv", "user", "host", "started_at",
