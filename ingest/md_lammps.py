@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ingest.hardware import Hardware, lammps_accelerator
 from ingest.md import PRESSURE_NOTE, MDData, Stage, run_meta
 from warehouse.errors import IngestError
 
@@ -161,7 +162,12 @@ def parse_lammps_log(path: str | Path, *, timestep_fs: float | None = None) -> l
         raise IngestError("no thermo table (a line starting with 'Step' followed by rows)", path=path)
     for b in blocks:  # a run cut before its Loop time line: the atoms the log created or read
         b.stage.n_atoms = b.stage.n_atoms or created or read_atoms
-    return _lammps_series(blocks, units, timestep_fs, version, path)
+    out = _lammps_series(blocks, units, timestep_fs, version, path)
+    accel = lammps_accelerator(lines)
+    if accel.device_count:  # a GPU run: the devices the log states (KOKKOS does not name them)
+        for d in out:
+            d.meta["hardware"] = Hardware(None, None, accel.device_model, accel.device_count).label
+    return out
 
 
 def _stage(toks: list[str], index: int, fixes: dict[str, str], targets: dict[str, Any],

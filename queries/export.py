@@ -126,7 +126,12 @@ def _header(cols: Sequence[str], units: Mapping[str, str]) -> list[str]:
 
 
 def _numeric_flags(df: pd.DataFrame, cols: Sequence[str]) -> list[bool]:
-    return [_is_numeric(df, c) for c in cols]
+    """Right-aligned columns: numbers, and counts written "a/b" (:func:`paper_table`)."""
+    def counts(c: str) -> bool:
+        vals = df[c].dropna().astype(str)
+        return len(vals) > 0 and bool(vals.str.fullmatch(r"\d+(/\d+)?").all())
+
+    return [_is_numeric(df, c) or counts(c) for c in cols]
 
 
 def to_text_table(

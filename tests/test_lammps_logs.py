@@ -249,6 +249,8 @@ def test_kokkos_gpus_from_the_log(tmp_path: Path) -> None:
     assert rec.device_count == 4 and rec.extra["accelerator"] == "KOKKOS"
     assert rec.extra["mpi_tasks"] == 8
     assert rec.hardware == "4x GPU (model not stated)"  # not "unknown CPU x8 cores"
+    (d,) = parse_md(tmp_path / "log.kokkos")
+    assert d.meta["hardware"] == "4x GPU (model not stated)" and d.meta["n_atoms"] == 256000
     assert rec.atom_steps_per_s == pytest.approx(25.6e6)
 
 
