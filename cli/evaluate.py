@@ -14,9 +14,11 @@ def evaluate(
     ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", "-m", help="Name to store the predictions under.")],
     calculator: Annotated[str, typer.Option("--calculator", "-c", help=(
-        "emt | eam:FILE|DIR|F1,F2 | nep:FILE | 'module:factory key=value ...'"))],
+        "emt | eam:FILE|DIR|F1,F2 | nep:FILE | chgnet[:0.3.0|0.2.0] |"
+        " sevennet:7net-0|7net-l3i5|7net-mf-0[:MODAL] | 'module:factory key=value ...'"))],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Stored dataset to evaluate.")],
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda[:N] (torch calculators).")] = "cpu",
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda[:N], or auto (CUDA when torch sees one; torch calculators).")] = "cpu",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Structures per model call for calculators with batched inference (chgnet, sevennet); 1: one at a time.")] = 1,
     md_steps: Annotated[int, typer.Option("--md-steps", help="Timed NVE MD steps per size (0: no MD timing).")] = 20,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed MD steps before the clock starts.")] = 5,
     sizes: Annotated[str | None, typer.Option("--sizes", help="Atom counts of the MD supercells, e.g. 128,1024,8192 (default 256).")] = None,
@@ -35,7 +37,7 @@ def evaluate(
         raise IngestError(f"--sizes {sizes!r}: give atom counts separated by commas") from None
     with open_from(ctx) as wh:
         result = run_evaluate(wh, model=model, calculator=calculator, dataset=dataset,
-                              device=device, md_steps=md_steps, warmup_steps=warmup,
+                              device=device, batch_size=batch_size, md_steps=md_steps, warmup_steps=warmup,
                               sizes=size_list, cell=cell, argv=argv())
     typer.echo(result.summary.line())
     for note in result.summary.notes:

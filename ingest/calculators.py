@@ -10,6 +10,8 @@ Short names for what ships or is common, and a general form for anything else:
 * ``eam:FILE1,FILE2,...``: several setfl files; each structure gets the one whose element list
   covers its elements.
 * ``nep:FILE``: calorine's ``CPUNEP`` (the optional extra ``pip install 'mlip-warehouse[nep]'``).
+* ``chgnet[:0.3.0|0.2.0]``, ``sevennet:7net-0|7net-l3i5|7net-mf-0[:MODAL]``: universal MLIPs
+  through torch from the weights their wheels ship (extra ``umlip``; :mod:`ingest.umlip`).
 * ``module:factory key=value ...``: ``module.factory(**kwargs)`` must return an ASE calculator,
   e.g. ``"mace.calculators:mace_mp model=medium default_dtype=float64"``. Values are read as
   YAML scalars (``1.5``, ``true``, ``[a, b]``); ``device`` is passed from ``--device`` when the
@@ -37,6 +39,7 @@ from warehouse.hashing import sha256_file
 
 Provider = Callable[[Atoms], Any]  # atoms -> an ASE calculator for them
 SHORT_NAMES = ("emt", "eam", "nep")
+UMLIP_FAMILIES = ("chgnet", "sevennet")  # ingest.umlip.FAMILIES, without importing torch
 
 
 class CalculatorError(WarehouseError):
@@ -46,7 +49,7 @@ class CalculatorError(WarehouseError):
 @dataclass(slots=True)
 class CalculatorSpec:
     text: str
-    kind: str  # emt | eam | nep | module
+    kind: str  # emt | eam | nep | umlip | module
     target: str = ""  # file, folder, file list or "module:factory"
     kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -57,7 +60,25 @@ class CalculatorSpec:
         if self.kind == "eam":
             p = Path(self.target)
             return sorted(p.glob("*.eam*")) if p.is_dir() else [Path(t) for t in self.target.split(",")]
+        if self.kind == "umlip":
+            return [self.umlip.weights_path]
         return []
+
+    @property
+    def umlip(self) -> Any:
+        """The parsed uMLIP spec (:class:`ingest.umlip.UMLIPSpec`) of a ``umlip`` calculator."""
+        from ingest.umlip import parse_umlip
+
+        family, _, rest = self.target.partition(":")
+        return parse_umlip(family, rest, self.text)
+
+    def resolve_device(self, requested: str) -> str:
+        """``--device`` made concrete: ``auto`` is CUDA only for torch calculators that see one."""
+        if self.kind in ("umlip", "module"):
+            from ingest.umlip import resolve_device
+
+            return resolve_device(requested)
+        return "cpu" if requested.strip().lower() == "auto" else requested
 
     @property
     def software(self) -> tuple[str, str | None]:
@@ -66,11 +87,21 @@ class CalculatorSpec:
             return f"ASE {self.kind.upper()}", _version("ase")
         if self.kind == "nep":
             return "calorine CPUNEP", _version("calorine")
+        if self.kind == "umlip":
+            from ingest.umlip import software
+
+            return software(self.umlip)
         top = self.target.split(":")[0].split(".")[0]
         return self.target, _version(top)
 
     def model_attrs(self) -> dict[str, Any]:
         """What a new ``models`` row can say about the model from its spec."""
+        if self.kind == "umlip":
+            from ingest.umlip import model_attrs
+
+            attrs = model_attrs(self.umlip)
+            attrs["extra"] = {"calculator": self.text, **attrs["extra"]}
+            return attrs
         attrs: dict[str, Any] = {
             "emt": {"family": "EMT", "framework": "ASE", "conservative": True},
             "eam": {"family": "EAM", "framework": "ASE", "conservative": True},
@@ -86,6 +117,10 @@ class CalculatorSpec:
     def precision(self) -> str | None:
         if self.kind in SHORT_NAMES:
             return "float64"  # ASE's EMT/EAM and NEP_CPU compute in double precision
+        if self.kind == "umlip":
+            from ingest.umlip import DTYPE
+
+            return DTYPE
         for key in ("default_dtype", "dtype", "precision"):
             if key in self.kwargs:
                 return str(self.kwargs[key])
@@ -102,6 +137,10 @@ class CalculatorSpec:
             return _nep_provider(self.target, device)
         if self.kind == "eam":
             return _eam_provider(self.target)
+        if self.kind == "umlip":
+            from ingest.umlip import loaded
+
+            return loaded(self.umlip, device)
         return _module_provider(self.target, self.kwargs, device)
 
 
@@ -119,7 +158,7 @@ def parse_calculator_spec(text: str) -> CalculatorSpec:
     except ValueError as exc:
         raise CalculatorError(f"--calculator {text!r}: {exc}") from None
     if not words:
-        raise CalculatorError("--calculator is empty; try emt, eam:FILE, nep:FILE or module:factory")
+        raise CalculatorError("--calculator is empty; try emt, eam:FILE, nep:FILE, chgnet, sevennet:7net-0 or module:factory")
     head, args = words[0], words[1:]
     kind, _, target = head.partition(":")
     kwargs = _kwargs(args, text)
@@ -134,6 +173,9 @@ def parse_calculator_spec(text: str) -> CalculatorSpec:
                 raise CalculatorError(f"--calculator {text!r}: no such file or folder: {p}")
         if kind == "eam" and not spec.files:
             raise CalculatorError(f"--calculator {text!r}: no *.eam* files in folder {target}")
+    elif kind in UMLIP_FAMILIES:
+        spec = CalculatorSpec(text, "umlip", head)
+        spec.umlip  # noqa: B018 -- parse now: an unknown model or modal is a spec error
     elif target and kind.replace(".", "").replace("_", "").isalnum():
         spec = CalculatorSpec(text, "module", head)
     else:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import pickle
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +74,7 @@ def _as_provider(calc: Any) -> Callable[[Atoms], Any]:
 
 def evaluate_frames(
     calc: Any, frames: Iterable[Frame], *, clock: EvalClock | None = None, stress: bool = True,
+    batch_size: int = 1,
 ) -> Iterator[PredictionFrame]:
     """Yield one prediction per frame: energy, forces, and stress where the system is periodic.
 
@@ -79,38 +82,94 @@ def evaluate_frames(
     called with the structure (``calc.get_forces(atoms)``) rather than attached to it: attaching
     (``atoms.calc = calc``) resets some calculators' state per structure (calorine's CPUNEP
     re-reads its model file, 50-100x the cost of evaluating a small cell).
+
+    With ``batch_size`` > 1 and a provider that has ``predict_batch`` (the uMLIPs of
+    :mod:`ingest.umlip`), frames go to the model ``batch_size`` at a time; a batch that raises
+    is evaluated again one structure at a time, so each failure carries its own reason.
     """
     clock = clock if clock is not None else EvalClock()
     pick = _as_provider(calc)
-    for frame in frames:
-        atoms = frame_to_atoms(frame)
-        t0 = time.perf_counter()
-        try:
-            c = pick(atoms)
-            energy = float(c.get_potential_energy(atoms))
-            forces = np.array(c.get_forces(atoms), dtype=np.float64)
-            s = None
-            if stress and atoms.pbc.all():
-                try:
-                    s = ase_stress_to_gpa(c.get_stress(atoms))
-                except PropertyNotImplementedError:
-                    s = None
-            labels = Labels(energy=energy, forces=forces, stress=s)
-            status, message = "ok", None
-            if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
-                labels, status, message = Labels(), "failed", "calculator returned NaN or inf"
-        except Exception as exc:  # any calculator error is recorded against this structure
-            labels, status = Labels(), "failed"
-            message = f"{type(exc).__name__}: {exc}"[:2000]
-        dt = time.perf_counter() - t0
-        clock.seconds += dt
-        clock.n_atoms += frame.n_atoms
-        clock.n_structures += 1
-        clock.per_structure.append(dt)
-        yield PredictionFrame(
-            frame=Frame(frame.numbers, frame.positions, frame.cell, frame.pbc, frame.index, labels),
-            status=status, message=message,
-        )
+    batched = getattr(pick, "predict_batch", None) if batch_size > 1 else None
+    if batched is None:
+        for frame in frames:
+            yield _evaluate_one(pick, frame, clock, stress)
+        return
+    for chunk in _chunks(frames, batch_size):
+        yield from _evaluate_batch(batched, pick, chunk, clock, stress)
+
+
+def _chunks(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
+    it = iter(frames)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def _labels_or_failure(energy: float, forces: np.ndarray, s: np.ndarray | None) -> tuple[Labels, str, str | None]:
+    if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
+        return Labels(), "failed", "calculator returned NaN or inf"
+    return Labels(energy=energy, forces=forces, stress=s), "ok", None
+
+
+def _prediction(frame: Frame, labels: Labels, status: str, message: str | None) -> PredictionFrame:
+    return PredictionFrame(
+        frame=Frame(frame.numbers, frame.positions, frame.cell, frame.pbc, frame.index, labels),
+        status=status, message=message,
+    )
+
+
+def _evaluate_batch(batched: Callable[[list[Atoms]], list[Any]], pick: Callable[[Atoms], Any],
+                    chunk: list[Frame], clock: EvalClock, stress: bool) -> Iterator[PredictionFrame]:
+    atoms = [frame_to_atoms(f) for f in chunk]
+    t0 = time.perf_counter()
+    try:
+        # results come back as numpy arrays, copied off the device: the clock is read after
+        # the device finished (a CUDA copy to the host synchronises)
+        results = batched(atoms)
+    except Exception:  # retried one at a time below: each structure gets its own reason
+        results = None
+    dt = time.perf_counter() - t0
+    if results is None:
+        clock.seconds += dt  # the failed attempt was spent too
+        for frame in chunk:
+            yield _evaluate_one(pick, frame, clock, stress)
+        return
+    n_atoms = sum(f.n_atoms for f in chunk)
+    clock.seconds += dt
+    clock.n_atoms += n_atoms
+    clock.n_structures += len(chunk)
+    for frame, r in zip(chunk, results, strict=True):
+        clock.per_structure.append(dt * frame.n_atoms / max(n_atoms, 1))  # a batch's share
+        s = r.stress_gpa if stress and frame.pbc.all() else None
+        yield _prediction(frame, *_labels_or_failure(r.energy, r.forces, s))
+
+
+def _evaluate_one(pick: Callable[[Atoms], Any], frame: Frame, clock: EvalClock,
+                  stress: bool) -> PredictionFrame:
+    atoms = frame_to_atoms(frame)
+    t0 = time.perf_counter()
+    try:
+        c = pick(atoms)
+        check = getattr(pick, "check_species", None)
+        if check is not None:  # a uMLIP names the element it lacks (the model may not)
+            check(atoms)
+        energy = float(c.get_potential_energy(atoms))
+        forces = np.array(c.get_forces(atoms), dtype=np.float64)
+        s = None
+        if stress and atoms.pbc.all():
+            try:
+                s = ase_stress_to_gpa(c.get_stress(atoms))
+            except PropertyNotImplementedError:
+                s = None
+        labels, status, message = _labels_or_failure(energy, forces, s)
+    except Exception as exc:  # any calculator error is recorded against this structure
+        labels, status = Labels(), "failed"
+        message = f"{type(exc).__name__}: {exc}"[:2000]
+    dt = time.perf_counter() - t0
+    clock.seconds += dt
+    clock.n_atoms += frame.n_atoms
+    clock.n_structures += 1
+    clock.per_structure.append(dt)
+    return _prediction(frame, labels, status, message)
 
 
 # -- MD timing -------------------------------------------------------------------------------
@@ -194,7 +253,37 @@ class EvaluateResult:
     md: list[MDTiming]
 
 
-def _md_cell(frames: list[Frame], preds: list[PredictionFrame], cell: str | Path | None) -> tuple[Atoms, str]:
+class _Spool:
+    """Predictions written to a temporary file as they are made and read back for the ingest.
+
+    Evaluation then holds one batch in memory however large the dataset, and no database
+    transaction is open while the model runs (an open SQLite write would block every other
+    ingest for the whole evaluation). The file is this process's own, so pickle is safe here.
+    """
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile(prefix="warehouse-evaluate-")
+        self.n_failed = 0
+        self.first_ok_periodic: Frame | None = None  # the default MD cell
+
+    def write(self, preds: Iterable[PredictionFrame]) -> None:
+        for p in preds:
+            if p.status != "ok":
+                self.n_failed += 1
+            elif self.first_ok_periodic is None and p.frame.pbc.all():
+                self.first_ok_periodic = p.frame
+            pickle.dump(p, self.file, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def read(self) -> Iterator[PredictionFrame]:
+        self.file.seek(0)
+        while True:
+            try:
+                yield pickle.load(self.file)
+            except EOFError:
+                return
+
+
+def _md_cell(first_ok_periodic: Frame | None, cell: str | Path | None) -> tuple[Atoms, str]:
     if cell is not None:
         from ase.io import read
 
@@ -203,9 +292,8 @@ def _md_cell(frames: list[Frame], preds: list[PredictionFrame], cell: str | Path
         except Exception as exc:
             raise IngestError(f"cannot read the MD cell: {exc}", path=str(cell)) from None
         return atoms, str(cell)
-    for f, p in zip(frames, preds, strict=True):
-        if p.status == "ok" and f.pbc.all():
-            return frame_to_atoms(f), f"dataset frame {f.index}"
+    if first_ok_periodic is not None:
+        return frame_to_atoms(first_ok_periodic), f"dataset frame {first_ok_periodic.index}"
     raise IngestError("no periodic structure of the dataset evaluated cleanly to run MD on; pass"
                       " --cell FILE or --md-steps 0")
 
@@ -239,52 +327,68 @@ def run_evaluate(
     calculator: str,
     dataset: str,
     device: str = "cpu",
+    batch_size: int = 1,
     md_steps: int = DEFAULT_MD_STEPS,
     warmup_steps: int = DEFAULT_WARMUP_STEPS,
     sizes: Sequence[int] = (),
     cell: str | Path | None = None,
     argv: list[str] | None = None,
 ) -> EvaluateResult:
-    """``warehouse evaluate``: predictions over ``dataset`` plus inference and MD timings."""
+    """``warehouse evaluate``: predictions over ``dataset`` plus inference and MD timings.
+
+    The dataset is streamed through the calculator into a spool file (:class:`_Spool`), so
+    peak memory does not grow with the dataset; the ingest then reads the spool back.
+    """
     spec = parse_calculator_spec(calculator)
-    if md_steps < 0 or warmup_steps < 0 or any(n <= 0 for n in sizes):
-        raise IngestError("--md-steps, --warmup and --sizes must be positive")
-    frames = [f for _, f in iter_dataset_frames(wh, dataset)]
-    if not frames:
-        raise IngestError(f"dataset {dataset!r} has no structures")
+    if md_steps < 0 or warmup_steps < 0 or batch_size < 1 or any(n <= 0 for n in sizes):
+        raise IngestError("--md-steps, --warmup, --batch-size and --sizes must be positive")
+    device = spec.resolve_device(device)
     provider = spec.provider(device)
     clock = EvalClock()
-    preds = list(evaluate_frames(provider, frames, clock=clock))
+    spool = _Spool()
+    reset_peak_memory(device)
+    frames = (f for _, f in iter_dataset_frames(wh, dataset))
+    spool.write(evaluate_frames(provider, frames, clock=clock, batch_size=batch_size))
+    if not clock.n_structures:
+        raise IngestError(f"dataset {dataset!r} has no structures")
+    inference_peak = peak_memory_mb(device)
     hw = detect_hardware(device)
     md: list[MDTiming] = []
     source = ""
     if md_steps:
-        atoms, source = _md_cell(frames, preds, cell)
+        atoms, source = _md_cell(spool.first_ok_periodic, cell)
         for n in sizes or (DEFAULT_MD_ATOMS,):
             run = time_md(provider, atoms, n_atoms=n, steps=md_steps, warmup=warmup_steps,
                           device=device)
             if all(r.repeat != run.repeat for r in md):  # sizes below the cell's give the cell
                 md.append(run)
     name, ver = spec.software
-    n_failed = sum(p.status != "ok" for p in preds)
+    n_failed = spool.n_failed
+    batched = batch_size > 1 and hasattr(provider, "predict_batch")
     inference = TimingRecord(
         task="inference", **hw.columns(), software=name, software_version=ver,
         precision=spec.precision, system=f"dataset {dataset}", n_atoms=clock.n_atoms, n_steps=1,
-        wall_s=clock.seconds, extra={
+        wall_s=clock.seconds, peak_memory_mb=inference_peak, extra={
             "protocol": "single-point energy, forces and stress per structure; calculator calls"
                         " only", "dataset": dataset, "n_structures": clock.n_structures,
             "n_failed": n_failed, "calculator": spec.text, "max_rss_mb": max_rss_mb(),
+            "device": device, "batch_size": batch_size if batched else 1,
         })
     files = spec.files
+    attrs = spec.model_attrs()
     with ingest_run(wh, kind="evaluate", source=f"{spec.text} on dataset {dataset}",
-                    source_sha256=spec.model_attrs().get("file_sha256"), argv=argv) as ld:
-        model_id = ld.model(model, **spec.model_attrs())
-        ld.add_predictions(model_id, preds, path=f"dataset {dataset}")
+                    source_sha256=attrs.get("file_sha256"), argv=argv) as ld:
+        level = attrs.pop("level_of_theory", None)  # (name, attributes) of the training data
+        if level is not None:
+            attrs["level_of_theory_id"] = ld.level_of_theory(level[0], **level[1])
+        model_id = ld.model(model, **attrs)
+        ld.add_predictions(model_id, spool.read(), path=f"dataset {dataset}")
         add_timings(ld, [inference, *_md_records(spec, hw, md, source=source, dataset=dataset,
                                                  scaling=bool(sizes))], model_id=model_id)
         ld.summary.notes.append(
             f"{spec.text} on {dataset}: {clock.n_structures} structures ({n_failed} failed),"
-            f" {clock.n_atoms} atoms, {clock.seconds:.3f} s in the calculator; hardware {hw.label}")
+            f" {clock.n_atoms} atoms, {clock.seconds:.3f} s in the calculator"
+            + (f" (batches of {batch_size})" if batched else "") + f"; hardware {hw.label}")
         for r in md:
             ld.summary.notes.append(
                 f"MD {r.composition} ({r.n_atoms} atoms): " + (
@@ -293,4 +397,5 @@ def run_evaluate(
         if files:
             ld.summary.notes.append("model files: " + ", ".join(map(str, files[:3]))
                                     + (" ..." if len(files) > 3 else ""))
+    spool.file.close()
     return EvaluateResult(ld.summary, hw, clock, md)
