@@ -18,7 +18,7 @@ from ingest.pickles import check_trust, parse_pickle
 from ingest.predictions import checked_prediction_batches
 from ingest.vasp import parse_vasp, read_vasp_settings
 from warehouse.core import Warehouse
-from warehouse.errors import IngestError
+from warehouse.errors import IngestError, missing_file
 from warehouse.hashing import sha256_file
 from warehouse.records import Frame
 
@@ -61,7 +61,7 @@ def ingest_structures(
     """
     path = str(path)
     if not Path(path).is_file():
-        raise IngestError("no such file", path=path)
+        raise missing_file(path)
     fmt = fmt or detect_format(path)
     if fmt not in STRUCTURE_READERS:
         raise IngestError(f"unknown format {fmt!r}; known: {', '.join(STRUCTURE_READERS)}", path=path)
@@ -133,7 +133,7 @@ def ingest_predictions(
     """
     path = str(path)
     if not Path(path).is_file():
-        raise IngestError("no such file", path=path)
+        raise missing_file(path)
 
     def attempt(_: int) -> IngestSummary:
         # the columnar reader in a child process, ahead of the writes, as for structures; a

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ingest.atoms import frame_from_atoms, validate_frame
 from ingest.textio import reader_guard
-from warehouse.errors import IngestError
+from warehouse.errors import IngestError, missing_file
 from warehouse.records import Frame
 
 
@@ -23,7 +23,7 @@ def parse_ase_db(path: str | Path, *, selection: str | None = None) -> Iterator[
 
     path = str(path)
     if not Path(path).is_file():
-        raise IngestError("no such file", path=path)
+        raise missing_file(path)
     try:
         db = ase.db.connect(path, type="db", create_indices=False)
         rows = db.select(selection, sort="id") if selection else db.select(sort="id")

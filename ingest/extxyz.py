@@ -43,7 +43,7 @@ from ingest.xyzheader import (
     check_comment,
 )
 from ingest.textio import reader_guard
-from warehouse.errors import IngestError
+from warehouse.errors import IngestError, missing_file
 from warehouse.records import BATCH_ATOMS, Frame, FrameBatch
 
 # A comment line longer than this is not a real extended XYZ header (the longest real ones, with
@@ -147,7 +147,7 @@ def parse_extxyz_batches(
     """
     path = str(path)
     if not Path(path).is_file():
-        raise IngestError("no such file", path=path)
+        raise missing_file(path)
     if Path(path).stat().st_size == 0:
         raise IngestError("file is empty", path=path)
     try:

@@ -32,7 +32,7 @@ from ingest.writers.conflicts import with_retries
 from ingest.textio import reader_guard
 from warehouse import models as m
 from warehouse.core import Warehouse
-from warehouse.errors import IngestError
+from warehouse.errors import IngestError, missing_file
 from warehouse.hashing import sha256_file
 from warehouse.records import Frame, PredictionFrame
 
@@ -143,7 +143,7 @@ def ingest_grades(
     """Store per-atom grades of ``model`` (kind ``kind``) from an extended XYZ file or a CSV."""
     path = str(path)
     if not Path(path).is_file():
-        raise IngestError("no such file", path=path)
+        raise missing_file(path)
     is_csv = path.lower().endswith((".csv", ".csv.gz"))
     items = parse_grades_csv(path) if is_csv else parse_grades_extxyz(path, array or kind)
     sha = sha256_file(path)

@@ -49,7 +49,7 @@ from warehouse.identity import bind_lake
 from warehouse.keptsums import add_run
 from warehouse.lake import LakeTransaction, numpy_table
 from warehouse.locks import RunLock, advisory_key
-from warehouse.provenance import new_run, now
+from warehouse.provenance import new_run, now, run_ended
 from warehouse.records import BATCH_ATOMS, Frame, FrameBatch, PredictionFrame
 
 STRUCTURE_COLS = ("id", "hash", "order_free_hash", "n_atoms", "formula", "elements", "n_elements",
@@ -546,6 +546,7 @@ def ingest_run(
     finally:
         session.close()
         run_lock.release()
+        run_ended()
 
 
 def _register(wh: Warehouse, run: m.IngestRun) -> tuple[int, RunLock]:

@@ -11,12 +11,9 @@ column: times come from the ``run.in`` beside it (``time_step`` in fs, propagati
 writes a row when ``(step + 1) % N == 0``, so row k of a stage sits at ``(k + 1) N`` steps after
 the stage's start.
 
-**LAMMPS log** (:mod:`ingest.md_lammps`): every thermo table (header line starting with ``Step``, rows up to ``Loop time``)
-is a stage; ``units``, ``timestep``, ``thermo`` and ``fix ... nve|nvt|npt`` echoed in the log set
-the units, time step and ensemble. Pressures are converted to GPa and energies to eV (``metal``
-and ``real`` units); well-known keywords get the warehouse's names (Temp -> temperature, TotEng ->
-total_energy, Pxx -> pressure_xx, ...), others keep theirs. LAMMPS repeats the last row of a run
-as the first of the next; that duplicate is dropped.
+**LAMMPS log** (:mod:`ingest.md_lammps`): every ``run`` and ``minimize`` (its thermo table, a
+header line starting with ``Step``, rows up to ``Loop time``) is a stage, ``reset_timestep``
+included; see that module for the rules.
 
 **Series / profile table** (CSV or Parquet, documented in ``docs``-style here):
 one column per quantity, named ``name [unit]`` (CSV header) or carrying a ``unit`` field-metadata
@@ -76,6 +73,7 @@ class Stage:
     pressure_gpa: float | None = None
     first_row: int = 0
     n_rows: int = 0
+    n_atoms: int | None = None  # where the engine states it per run (LAMMPS's Loop time line)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}

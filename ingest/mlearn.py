@@ -23,7 +23,7 @@ from ase.data import atomic_numbers
 from ingest.atoms import label_number, validate_frame
 from ingest.textio import DuplicateKey, no_duplicate_keys, reader_guard
 from warehouse.records import Frame, Labels
-from warehouse.errors import IngestError
+from warehouse.errors import IngestError, missing_file
 from warehouse.units import vasp_kbar_to_gpa
 
 # mlearn's xx yy zz xy xz yz -> the warehouse's xx yy zz yz xz xy
@@ -84,7 +84,7 @@ def parse_mlearn_json(path: str | Path) -> Iterator[Frame]:
         with open(path, encoding="utf-8") as fh:
             records = json.load(fh, object_pairs_hook=no_duplicate_keys)
     except FileNotFoundError as exc:
-        raise IngestError("no such file", path=path) from exc
+        raise missing_file(path) from exc
     except (json.JSONDecodeError, UnicodeDecodeError, DuplicateKey) as exc:
         raise IngestError(f"not valid JSON ({exc})", path=path) from exc
     except RecursionError:

@@ -35,7 +35,7 @@ from ingest.writers.conflicts import with_retries
 from ingest.textio import DuplicateKey, no_duplicate_keys, reader_guard, strict_float, text_errors
 from warehouse import models as m
 from warehouse.core import Warehouse
-from warehouse.errors import IngestError
+from warehouse.errors import IngestError, missing_file
 from warehouse.hashing import sha256_bytes, sha256_file
 
 SOURCE_TYPES = ("model", "level_of_theory")
@@ -194,7 +194,7 @@ def ingest_properties(
     """Store the properties of ``path``; values already stored for the same source are skipped."""
     path = str(path)
     if not Path(path).exists():
-        raise IngestError("no such file", path=path)
+        raise missing_file(path)
     fmt = fmt or detect_properties_format(path)
     readers = _readers()
     if fmt not in readers:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from ingest.loader import IngestSummary, ingest_run
 from warehouse import models as m
 from warehouse.core import Warehouse
-from warehouse.errors import IngestError
+from warehouse.errors import IngestError, missing_file
 from warehouse.hashing import sha256_file
 
 MODEL_FIELDS = ("family", "version", "framework", "n_parameters", "training_data", "conservative",
@@ -37,7 +37,7 @@ def register_model(
         raise IngestError(f"unknown model fields: {', '.join(sorted(unknown))}")
     if file is not None:
         if not Path(file).is_file():
-            raise IngestError("no such file", path=str(file))
+            raise missing_file(str(file))
         attrs["file_sha256"] = sha256_file(file)
     given = {k: v for k, v in attrs.items() if v is not None}
     with ingest_run(wh, kind="model", source=str(file) if file else None,

@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, Select, String, and_, case, func, literal,
 
 from warehouse import models as m
 from warehouse.core import Warehouse
-from warehouse.errors import NoMatch
+from warehouse.errors import EMPTY_WAREHOUSE, NoMatch
 
 BY_KEYS = ("subset", "element", "n_elements")
 STRUCTURE_COLUMNS = [
@@ -75,6 +75,8 @@ def resolve_selection(
         if missing := [n for n in names if n not in have]:
             raise NoMatch(f"no {kind} named {', '.join(map(repr, missing))};"
                           " `warehouse info` and the leaderboard without filters list what is stored")
+    if not levels:
+        raise NoMatch(EMPTY_WAREHOUSE)
     chosen = [d for d in (datasets or sorted(levels)) if d not in set(exclude)]
     if not chosen:
         raise NoMatch("every dataset is excluded; drop an --exclude-dataset")

@@ -211,11 +211,15 @@ def lcli(loaded):
     return run
 
 
-def test_cli_json_keys_unchanged_without_options(lcli):
+def test_cli_json_keys_without_options(lcli):
+    """The foundation's keys, with n_predicted beside the other counts and each record's units
+    (issue 16: every format carries the same columns and their units)."""
     res = lcli("leaderboard", "--format", "json")
     assert res.exit_code == 0, res.output
     records = json.loads(res.stdout)
-    assert all(list(r) == COLUMNS for r in records)
+    keys = [*COLUMNS[:4], "n_predicted", *COLUMNS[4:], "units"]
+    assert all(list(r) == keys for r in records)
+    assert records[0]["units"]["force_rmse"] == "meV/Å"
     assert {(r["model"], r["dataset"]) for r in records} >= {("pbte-nep", "pbte"),
                                                               ("unep-v1", DATASET)}
 
