@@ -18,10 +18,13 @@ def figure_path(out: str | Path) -> Path:
     return out
 
 
+DPI = 300  # raster figures for print; SVG and PDF are vector (rasterised scatter clouds use it)
+
+
 def save_figure(fig, out: Path) -> Path:
-    """Write ``fig`` at 150 dpi and release it (pyplot keeps every open figure in memory)."""
+    """Write ``fig`` (PNG at :data:`DPI`) and release it (pyplot keeps every open figure)."""
     import matplotlib.pyplot as plt
 
-    fig.savefig(out, dpi=150)
+    fig.savefig(out, dpi=DPI)
     plt.close(fig)
     return out
