@@ -79,10 +79,16 @@ def _log_if_wide(values, set_scale, ratio: float = 30.0) -> None:
 def plot_pareto(df: pd.DataFrame, out: str | Path, *, title: str | None = None) -> Path:
     """Error vs cost, one panel per timing protocol (costs are compared within one only), the
     front as a step line, every point labelled without overprinting, both axes' sources below."""
+    from queries.selection import complete
+
     out = figure_path(out)
-    pts = df[df["error"].notna() & df["cost"].notna() & df["protocol"].notna()]
+    # incomplete models are not comparable (DESIGN.md): named in the caption, not drawn
+    whole = complete(df)
+    pts = df[whole & df["error"].notna() & df["cost"].notna() & df["protocol"].notna()]
     if pts.empty:
-        raise NoMatch("no model has both an error and a cost to plot")
+        raise NoMatch("no model with every structure predicted ok has both an error and a cost"
+                      " to plot (--common compares models on the structures they share)")
+    left = sorted(set(df.loc[~whole, "model"]))
     groups = list(pts.groupby("protocol", sort=True))
     ncol = min(2, len(groups))
     nrow = -(-len(groups) // ncol)
@@ -96,7 +102,8 @@ def plot_pareto(df: pd.DataFrame, out: str | Path, *, title: str | None = None) 
     fig.suptitle(title or f"{first['metric']} on {first['datasets']} against cost", fontsize=10)
     if "error_source" in df.attrs:
         src = f"error: {df.attrs['error_source']}\ncost: {df.attrs['cost_source']}"
-        fig.get_layout_engine().set(h_pad=0.1)
+        if left:
+            src += "\nnot drawn (failed or missing predictions): " + ", ".join(left)
         fig.supxlabel(src, fontsize=6.5, color="0.35")
     for ax, (_, part) in zip(axes.ravel(), groups, strict=False):
         priced = part["price_per_hour"].notna().any()
