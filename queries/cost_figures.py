@@ -77,11 +77,18 @@ def _log_if_wide(values, set_scale, ratio: float = 30.0) -> None:
 
 
 def plot_pareto(df: pd.DataFrame, out: str | Path, *, title: str | None = None) -> Path:
+    """Write :func:`pareto_figure` to ``out`` (PNG, SVG or PDF by the suffix)."""
+    out = figure_path(out)
+    fig, _ = pareto_figure(df, title=title)
+    return save_figure(fig, out)
+
+
+def pareto_figure(df: pd.DataFrame, *, title: str | None = None):
     """Error vs cost, one panel per timing protocol (costs are compared within one only), the
-    front as a step line, every point labelled without overprinting, both axes' sources below."""
+    front as a step line, every point labelled without overprinting, both axes' sources below.
+    Returns (figure, label texts)."""
     from queries.selection import complete
 
-    out = figure_path(out)
     # incomplete models are not comparable (DESIGN.md): named in the caption, not drawn
     whole = complete(df)
     pts = df[whole & df["error"].notna() & df["cost"].notna() & df["protocol"].notna()]
@@ -105,12 +112,13 @@ def plot_pareto(df: pd.DataFrame, out: str | Path, *, title: str | None = None) 
         if left:
             src += "\nnot drawn (failed or missing predictions): " + ", ".join(left)
         fig.supxlabel(src, fontsize=6.5, color="0.35")
+    texts = []
     for ax, (_, part) in zip(axes.ravel(), groups, strict=False):
         priced = part["price_per_hour"].notna().any()
         labels = [f"{r.model} ({r.hardware})" if priced else str(r.model)
                   for r in part.itertuples()]
-        place_labels(ax, part["cost"].to_numpy(float), part["error"].to_numpy(float), labels)
-    return save_figure(fig, out)
+        texts += place_labels(ax, part["cost"].to_numpy(float), part["error"].to_numpy(float), labels)
+    return fig, texts
 
 
 def _pareto_panel(ax, part: pd.DataFrame, *, protocol: str, n_panels: int) -> None:

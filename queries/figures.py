@@ -150,6 +150,12 @@ def _save(plt, fig, out: Path) -> Path:
 
 
 def plot_parity(df: pd.DataFrame, out: Path, *, quantity: str, title: str = "") -> Path:
+    """Write :func:`parity_figure` to ``out`` (PNG, SVG or PDF by the suffix)."""
+    out = figure_path(out)
+    return save_figure(parity_figure(df, quantity=quantity, title=title), out)
+
+
+def parity_figure(df: pd.DataFrame, *, quantity: str, title: str = ""):
     """Predicted against reference with the diagonal; RMSE and MAE in the corner in the tables'
     units (meV/atom, meV/Å, GPa), with the coverage and any per-element shift stated."""
     from queries.metrics import QUANTITY_SCALE, QUANTITY_UNITS
@@ -185,7 +191,7 @@ def plot_parity(df: pd.DataFrame, out: Path, *, quantity: str, title: str = "") 
     if many:
         ax.legend(fontsize=7, markerscale=2, loc="lower right")
     ax.set_title(title, fontsize=9)
-    return _save(plt, fig, out)
+    return fig
 
 
 def periodic_position(z: int) -> tuple[int, int]:
