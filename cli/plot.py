@@ -204,8 +204,9 @@ def elements_plot(
     with open_from(ctx) as wh:
         table = leaderboard(wh, datasets=dataset or (), models=[model], by=["element"], pool=True,
                             metric=mt.name, energy_offset=energy_offset.value)
-    path = plot_element_heatmap(table, out, metric=mt.name, unit=mt.unit,
-                                title=f"{model}: {mt.label}")
+    shifted = ", per-element energy shifts removed" if energy_offset is _Offset.PER_ELEMENT else ""
+    path = plot_element_heatmap(table, out, metric=mt.name, unit=mt.unit, label=mt.label,
+                                title=f"{model}: {mt.label} per element{shifted}")
     typer.echo(f"wrote {path}", err=True)
 
 

@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from queries.figio import figure_path, save_figure  # noqa: E402
+from queries.figio import figure_path, log_if_wide, save_figure  # noqa: E402
 from warehouse.errors import NoMatch  # noqa: E402
 
 
@@ -67,13 +67,6 @@ def _box(x: float, y: float, r: float):
     from matplotlib.transforms import Bbox
 
     return Bbox([[x - r, y - r], [x + r, y + r]])
-
-
-def _log_if_wide(values, set_scale, ratio: float = 30.0) -> None:
-    """A log axis only where the values span more than ``ratio`` (a decade and a half)."""
-    v = values[values > 0]
-    if len(v) and v.max() / v.min() > ratio:
-        set_scale("log")
 
 
 def plot_pareto(df: pd.DataFrame, out: str | Path, *, title: str | None = None) -> Path:
@@ -130,8 +123,8 @@ def _pareto_panel(ax, part: pd.DataFrame, *, protocol: str, n_panels: int) -> No
     front = part[part["on_front"]].sort_values("cost")
     if len(front) > 1:
         ax.step(front["cost"], front["error"], where="post", color="tab:red", lw=1.2, zorder=2)
-    _log_if_wide(part["cost"].to_numpy(float), ax.set_xscale)
-    _log_if_wide(part["error"].to_numpy(float), ax.set_yscale)
+    log_if_wide(part["cost"].to_numpy(float), ax.set_xscale)
+    log_if_wide(part["error"].to_numpy(float), ax.set_yscale)
     ax.margins(0.18)  # room for labels inside the axes
     ax.set_xlabel(f"cost ({part['cost_unit'].iloc[0]})")
     ax.set_ylabel(str(part["metric"].iloc[0]))
@@ -141,19 +134,23 @@ def _pareto_panel(ax, part: pd.DataFrame, *, protocol: str, n_panels: int) -> No
 
 
 def plot_scaling(df: pd.DataFrame, out: str | Path, *, title: str | None = None) -> Path:
-    """Atom-steps per second vs number of atoms, one line per (model, hardware), log-log."""
+    """Atom-steps per second vs number of atoms, one line per (model, hardware); an axis is
+    logarithmic where its values span more than 30x."""
     out = figure_path(out)
     if df.empty:
         raise NoMatch("no scaling records to plot")
+    one_class = df["hardware"].nunique(dropna=False) == 1
     fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
     for (model, hw), part in df.groupby(["model", "hardware"], dropna=False):
         part = part.sort_values("n_atoms")
-        ax.plot(part["n_atoms"], part["atom_steps_per_s"], marker="o", label=f"{model} ({hw})")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+        ax.plot(part["n_atoms"], part["atom_steps_per_s"], marker="o",
+                label=str(model) if one_class else f"{model} ({hw})")
+    log_if_wide(df["n_atoms"].to_numpy(float), ax.set_xscale)
+    log_if_wide(df["atom_steps_per_s"].to_numpy(float), ax.set_yscale)
     ax.set_xlabel("atoms")
     ax.set_ylabel("atom-steps per second")
-    ax.set_title(title or "MD throughput vs system size", fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
+    where = f" on {df['hardware'].iloc[0]}" if one_class else ""
+    ax.set_title(title or f"MD throughput vs system size{where}", fontsize=9)
+    ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7)
     return save_figure(fig, out)

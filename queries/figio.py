@@ -28,3 +28,16 @@ def save_figure(fig, out: Path) -> Path:
     fig.savefig(out, dpi=DPI)
     plt.close(fig)
     return out
+
+
+def log_if_wide(values, set_scale, ratio: float = 30.0) -> bool:
+    """Make an axis logarithmic (``set_scale("log")``) only where its positive values span more
+    than ``ratio``: a linear axis reads better whenever it can show the data."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if len(v) and v.max() / v.min() > ratio:
+        set_scale("log")
+        return True
+    return False

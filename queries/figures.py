@@ -219,7 +219,7 @@ def periodic_position(z: int) -> tuple[int, int]:
 
 
 def plot_element_heatmap(table: pd.DataFrame, out: Path, *, metric: str, unit: str = "",
-                         title: str = "") -> Path:
+                         title: str = "", label: str = "") -> Path:
     """``table``: columns element and ``metric``; elements absent are drawn empty."""
     from ase.data import chemical_symbols
     from matplotlib import colors
@@ -241,14 +241,15 @@ def plot_element_heatmap(table: pd.DataFrame, out: Path, *, metric: str, unit: s
         colour = "white" if has and norm(v) < 0.6 else "black"
         ax.text(col + 0.47, -row + 0.6, sym, ha="center", va="center", fontsize=7, color=colour)
         if has:
-            ax.text(col + 0.47, -row + 0.25, f"{v:.3g}", ha="center", va="center", fontsize=5,
+            ax.text(col + 0.47, -row + 0.25, f"{v:.3g}", ha="center", va="center", fontsize=6,
                     color=colour)
     ax.set_xlim(-0.2, 18.2)
     ax.set_ylim(-9.2, 1.2)
     ax.set_aspect("equal")
     ax.axis("off")
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
-    fig.colorbar(sm, ax=ax, shrink=0.6, label=f"{metric} ({unit})" if unit else metric)
+    name = label or metric
+    fig.colorbar(sm, ax=ax, shrink=0.6, label=f"{name} ({unit})" if unit else name)
     ax.set_title(title, fontsize=10)
     return _save(plt, fig, out)
 
@@ -269,7 +270,9 @@ def plot_components(table: pd.DataFrame, out: Path, *, metric: str, unit: str = 
     ax.set_xlabel("number of components")
     name = label or metric
     ax.set_ylabel(f"{name} ({unit})" if unit else name)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ks = sorted(int(k) for k in data["n_elements"].unique())
+    ax.set_xticks(ks)  # component counts are whole numbers: one tick each
+    ax.set_xlim(ks[0] - 0.5, ks[-1] + 0.5)
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=9)
     return _save(plt, fig, out)

@@ -1,7 +1,7 @@
 """Figures for the MD and property questions (PNG, SVG or PDF by the file's suffix).
 
-- :func:`plot_drift`: energy drift vs temperature, one line per (model, system), log y axis
-  (drifts span decades; a run that failed is marked with an x at the top of the axis).
+- :func:`plot_drift`: energy drift vs temperature, one line per (model, system), a log y axis
+  when the drifts span more than 30x (a run that failed is marked with an x at the top).
 - :func:`plot_overlay`: one series or profile overlaid across ensemble members.
 - :func:`plot_parity`: model vs reference per property kind, with the y = x line and MAE.
 """
@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from queries.figio import figure_path, save_figure  # noqa: E402
+from queries.figio import figure_path, log_if_wide, save_figure  # noqa: E402
 from warehouse.errors import NoMatch  # noqa: E402
 
 
@@ -42,7 +42,7 @@ def plot_drift(df: pd.DataFrame, out: str | Path, *, column: str = "drift_max_me
         top = np.nanmax(np.abs(ok[column])) * 3 if not ok.empty else 1.0
         ax.scatter(failed["temperature_k"], np.full(len(failed), top), marker="x", color="k",
                    zorder=4, label="failed run")
-    ax.set_yscale("log")
+    log_if_wide(np.abs(df[column].to_numpy(float)), ax.set_yscale)
     ax.set_xlabel("temperature (K)")
     unit = "meV/atom/ps" if "slope" in column else "meV/atom"
     ax.set_ylabel(f"|energy drift| ({unit})")
