@@ -28,6 +28,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy.stats import rankdata
 
+from queries.metrics import QUANTITY_UNITS
 from queries.uq_options import DEFAULT_N_BOOT, By, Level, Quantity, Show
 
 if TYPE_CHECKING:
@@ -42,7 +43,8 @@ DEFAULT_SEED = 0
 # (quantity, level) pairs that exist: energy has no per-atom form.
 PAIRS = ((Quantity.ENERGY, Level.STRUCTURE), (Quantity.FORCE, Level.STRUCTURE),
          (Quantity.FORCE, Level.ATOM))
-REPORT_UNIT = {Quantity.ENERGY: "meV/atom", Quantity.FORCE: "meV/Å"}
+# the tables' units, from the metric registry (queries.metrics)
+REPORT_UNIT = {Quantity.ENERGY: QUANTITY_UNITS["energy"], Quantity.FORCE: QUANTITY_UNITS["force"]}
 
 
 # -- U and e ----------------------------------------------------------------------------------
