@@ -131,6 +131,16 @@ def test_leaderboard_ranks_only_complete_models(cw):
     assert any(CROWNED in n and "2 of 578 ok" in n for n in report.notes)
 
 
+def test_incomplete_model_is_never_set_in_bold(cw):
+    from queries.export import best_mask
+    from queries.leaderboard import leaderboard
+
+    table = leaderboard(cw, datasets=[DATASET])
+    mask = best_mask(table, ["force_rmse"], ["dataset"])
+    best = table.loc[mask["force_rmse"], "model"].tolist()
+    assert best == ["unep-v1"]  # not CROWNED, whose ~0 comes from 2 of 578 structures
+
+
 def test_common_compares_on_the_shared_structures(cw, diffs):
     from queries.leaderboard import leaderboard_report
 
