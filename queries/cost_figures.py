@@ -7,6 +7,7 @@ than a factor 30; throughput-vs-size plots are log-log (sizes and rates span dec
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -37,6 +38,8 @@ def place_labels(ax, xs, ys, texts: list[str], *, fontsize: float = 7.0) -> list
     inside = ax.get_window_extent(renderer)
     pts = ax.transData.transform(list(zip(xs, ys, strict=True)))
     taken = [_box(x, y, 4) for x, y in pts]  # the markers themselves
+    if ax.get_legend() is not None:
+        taken.append(ax.get_legend().get_window_extent(renderer))
     artists = []
     for x, y, text in sorted(zip(xs, ys, texts, strict=True), key=lambda t: (t[0], t[1])):
         best = None
@@ -95,7 +98,7 @@ def pareto_figure(df: pd.DataFrame, *, title: str | None = None):
     fig, axes = plt.subplots(nrow, ncol, figsize=(6.4 * ncol, 4.6 * nrow + 0.5),
                              layout="constrained", squeeze=False)
     for ax, (protocol, part) in zip(axes.ravel(), groups, strict=False):
-        _pareto_panel(ax, part, protocol=str(protocol), n_panels=len(groups))
+        _pareto_panel(ax, part, protocol=str(protocol))
     for ax in axes.ravel()[len(groups):]:
         ax.set_visible(False)
     first = pts.iloc[0]
@@ -114,7 +117,7 @@ def pareto_figure(df: pd.DataFrame, *, title: str | None = None):
     return fig, texts
 
 
-def _pareto_panel(ax, part: pd.DataFrame, *, protocol: str, n_panels: int) -> None:
+def _pareto_panel(ax, part: pd.DataFrame, *, protocol: str) -> None:
     for on, marker, colour in ((False, "o", "0.55"), (True, "D", "tab:red")):
         sub = part[part["on_front"] == on]
         if len(sub):
@@ -128,7 +131,7 @@ def _pareto_panel(ax, part: pd.DataFrame, *, protocol: str, n_panels: int) -> No
     ax.margins(0.18)  # room for labels inside the axes
     ax.set_xlabel(f"cost ({part['cost_unit'].iloc[0]})")
     ax.set_ylabel(str(part["metric"].iloc[0]))
-    ax.set_title(f"timing protocol: {protocol}" if n_panels > 1 or protocol else "", fontsize=8)
+    ax.set_title(textwrap.fill(f"timing protocol: {protocol}", 75), fontsize=8)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
 
