@@ -301,3 +301,48 @@ def test_parity_inset_in_table_units_with_shift(cw, tmp_path):
     assert "meV/Å" in inset and "578 of 578 structures" in inset
     h, w = imread(plot_parity(data, tmp_path / "p.png", quantity="energy")).shape[:2]
     assert (w, h) == (1260, 1200)  # 4.2 x 4.0 in at 300 dpi
+
+
+# -- the same through the command line ---------------------------------------------------------
+
+
+@pytest.fixture
+def cmp_cli(loaded):
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    def run(*args):
+        return CliRunner().invoke(app, ["--url", loaded[0], "--lake", loaded[1], *map(str, args)])
+
+    return run
+
+
+def test_cli_options_of_the_comparison_rule(cmp_cli, tmp_path):
+    import json
+
+    res = cmp_cli("leaderboard", "-d", DATASET, "-m", "unep-v1", "-m", CROWNED, "--common",
+                  "--metric", "force_rmse")
+    assert res.exit_code == 0, res.output
+    assert "compared on the 2 of 578 structures" in res.output
+    res = cmp_cli("pareto", "--metric", "energy-rmse", "-d", DATASET, "--hardware", CPU,
+                  "--energy-offset", "per-element", "-f", "json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert {"protocol", "timing_system", "n_predicted"} <= set(rows[0])
+    assert "per-element energy shifts" in res.stderr
+    res = cmp_cli("pareto", "-d", DATASET, "--hardware", CPU)
+    assert res.exit_code == 0 and "error: Force RMSE (meV/Å) from the leaderboard" in res.output
+    res = cmp_cli("pareto", "--hardware", CPU)
+    assert res.exit_code == 1 and "--pool" in res.output and "Traceback" not in res.output
+    res = cmp_cli("uq", "-e", "mixed", "-d", DATASET, "--energy-offset", "per-element",
+                  "--n-boot", "10", "-f", "json")
+    assert res.exit_code == 0, res.output
+    for args in (("parity", "-m", "eam-zhou", "-d", DATASET, "--energy-offset", "per-element"),
+                 ("pareto", "-d", DATASET, "--hardware", CPU, "--common"),
+                 ("uq", "-e", "mixed", "-d", DATASET, "--energy-offset", "per-element",
+                  "--level", "structure")):
+        out = tmp_path / f"{args[0]}.pdf"
+        res = cmp_cli("plot", *args, "--out", out)
+        assert res.exit_code == 0, res.output
+        assert out.read_bytes().startswith(b"%PDF")
