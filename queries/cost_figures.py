@@ -131,7 +131,7 @@ def _pareto_panel(ax, part: pd.DataFrame, *, protocol: str) -> None:
     ax.margins(0.18)  # room for labels inside the axes
     ax.set_xlabel(f"cost ({part['cost_unit'].iloc[0]})")
     ax.set_ylabel(str(part["metric"].iloc[0]))
-    ax.set_title(textwrap.fill(f"timing protocol: {protocol}", 75), fontsize=8)
+    ax.set_title(textwrap.fill(f"timing protocol: {protocol}", 85), fontsize=8)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
 

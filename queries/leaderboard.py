@@ -220,6 +220,9 @@ def _from_structures(wh: Warehouse, sel: Selection, report: LeaderboardReport, *
         table = _common_counts(wh, sel, table[table["model"].isin(chosen)], per, keys)
         report.left_out = kept.left_out
         report.notes.append(kept.note())
+        if dropped := sorted(set(report.table["model"]) - set(chosen)):
+            report.notes.append("--common: models without any ok prediction are left out: "
+                                + ", ".join(dropped))
     if energy_offset == "per-element":
         per, report.offsets = selection.shift_energies(wh, sel, per)
         report.notes.append("energy errors after a per-element least-squares shift fitted per"
