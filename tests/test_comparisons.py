@@ -346,3 +346,14 @@ def test_cli_options_of_the_comparison_rule(cmp_cli, tmp_path):
         res = cmp_cli("plot", *args, "--out", out)
         assert res.exit_code == 0, res.output
         assert out.read_bytes().startswith(b"%PDF")
+
+
+def test_drift_figure_without_temperatures_draws_bars(tmp_path):
+    """LAMMPS NVE logs state no temperature: the figure is one bar per run, not an empty plot."""
+    from queries.md_figures import plot_drift
+
+    df = pd.DataFrame({"model": ["ace-ta", "eam-cu"], "system": ["Ta", "Cu"],
+                       "temperature_k": [np.nan, np.nan], "status": ["ok", "ok"],
+                       "drift_max_mev_per_atom": [91.0, 0.69]})
+    out = plot_drift(df, tmp_path / "drift.png")
+    assert out.stat().st_size > 10_000
