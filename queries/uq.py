@@ -373,19 +373,24 @@ def uq_threshold(
 
 
 def apply_comparison_rule(data: UQData, *, common: bool) -> None:
-    """Refuse an ensemble comparison with gaps unless ``common``; then say what was left out."""
+    """Refuse an ensemble comparison with gaps unless ``common``; then say what was left out.
+
+    Grades of one model compare no models: structures without grades or predictions are
+    counted (``n_missing``, ``n_failed``) and left out, as documented in docs/UQ.md.
+    """
     from warehouse.errors import NoMatch
 
+    if data.kind != "ensemble":
+        return
     st = data.structures
     gap = st["energy_status"].isin(["missing", "failed"]) | st["force_status"].isin(["missing", "failed"])
     if not gap.any():
         return
-    what = "members" if data.kind == "ensemble" else "the model or its grades"
     counts = {s: int(((st["energy_status"] == s) | (st["force_status"] == s)).sum())
               for s in ("missing", "failed")}
     detail = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     if not common:
-        raise NoMatch(f"{data.source}: {what} lack an ok prediction for {int(gap.sum())} of"
+        raise NoMatch(f"{data.source}: members lack an ok prediction for {int(gap.sum())} of"
                       f" {len(st)} structures ({detail}); models are compared on the same"
                       " structures: pass --common to use the structures all of them share")
     named = ", ".join(f"{d} #{i}" for d, i in zip(st.loc[gap, "dataset"][:8],
