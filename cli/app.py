@@ -106,6 +106,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "uq": ("cli.uq", "uq"), "info": ("cli.app", "info"), "demo": ("cli.app", "demo"),
     "leaderboard": ("cli.leaderboard", "leaderboard"), "check": ("cli.app", "check"),
     "md": ("cli.md", "app"), "properties": ("cli.properties", "properties"),  # issue 7
+    "sql": ("cli.sql", "sql"), "report": ("cli.report", "report"),
 }
 
 

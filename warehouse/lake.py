@@ -6,9 +6,15 @@ folder or any URI that ``pyarrow.fs`` understands), e.g.::
     <root>/positions/run=12/part-12-<uuid>.parquet
     <root>/predicted_forces/model=unep-v1/part-14-<uuid>.parquet
 
-so DuckDB, Polars or Spark read them as they are. A file is written under a temporary name,
-renamed into place, and its sha256 returned for the catalog row that points to it; a
+so DuckDB, Polars or Spark read them as they are. A file becomes visible under its final name
+only when it is complete, and its sha256 is returned for the catalog row that points to it; a
 :class:`LakeTransaction` removes what it wrote if the catalog transaction fails.
+
+On a local (or mounted) filesystem "complete before visible" is a write under a temporary name
+and a rename. Object stores (S3 and S3-compatible servers, through pyarrow's ``S3FileSystem``;
+endpoint and credentials from the standard ``AWS_*`` environment variables) have no rename, a
+"move" there is a copy and a delete, but an upload is atomic: the object appears under its key
+when the upload completes, never partly. So there the file is uploaded straight to its key.
 """
 
 from __future__ import annotations
@@ -82,6 +88,8 @@ class Lake:
         except (pa.ArrowInvalid, OSError) as exc:
             raise LakeError(f"cannot open the lake at {root!r}: {exc}") from exc
         self.base = base.rstrip("/")
+        # Object stores publish an upload atomically under its key and have no rename.
+        self.atomic_upload = self.fs.type_name not in ("local", "mock")
 
     def full(self, rel: str) -> str:
         return f"{self.base}/{rel}"
@@ -92,7 +100,7 @@ class Lake:
         return str(PurePosixPath(*parts))
 
     def write(self, rel: str, table: pa.Table) -> WrittenFile:
-        """Write ``table`` at ``rel``: to a temporary name first, then rename into place."""
+        """Write ``table`` at ``rel``, visible there only once complete (see the module's docstring)."""
         sink = pa.BufferOutputStream()
         # Dictionary-encode only non-float columns: on float columns (positions, forces) it costs
         # 3x the write time and makes the file larger, as their values hardly repeat.
@@ -102,12 +110,16 @@ class Lake:
         data = sink.getvalue()
         digest = hashlib.sha256(data).hexdigest()
         final = self.full(rel)
-        tmp = final + TMP_SUFFIX
         try:
-            self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
-            with self.fs.open_output_stream(tmp) as out:
-                out.write(data)
-            self.fs.move(tmp, final)
+            if self.atomic_upload:
+                with self.fs.open_output_stream(final) as out:
+                    out.write(data)
+            else:
+                tmp = final + TMP_SUFFIX
+                self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
+                with self.fs.open_output_stream(tmp) as out:
+                    out.write(data)
+                self.fs.move(tmp, final)
         except OSError as exc:
             raise LakeError(f"cannot write lake file {final}: {exc}") from exc
         return WrittenFile(rel, digest, table.num_rows, data.size)
