@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from cli.compare import CommonOpt, Offset, OffsetOpt
 from cli.context import open_from
 from cli.output import Format, emit
 
@@ -18,11 +19,6 @@ class By(StrEnum):
     N_ELEMENTS = "n-elements"
 
 
-class Offset(StrEnum):
-    NONE = "none"
-    PER_ELEMENT = "per-element"
-
-
 def leaderboard(
     ctx: typer.Context,
     dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", help="Only these datasets (repeatable).")] = None,
@@ -30,8 +26,9 @@ def leaderboard(
     by: Annotated[list[By] | None, typer.Option("--by", help="Break down by subset tag, element or number of elements (repeatable, combines).")] = None,
     pool: Annotated[bool, typer.Option("--pool", help="Pool the selected datasets into one group.")] = False,
     exclude: Annotated[list[str] | None, typer.Option("--exclude-dataset", "-x", help="Leave this dataset out (repeatable).")] = None,
-    metric: Annotated[str | None, typer.Option("--metric", help="Rank models by this column (e.g. force_rmse), lowest first.")] = None,
-    energy_offset: Annotated[Offset, typer.Option("--energy-offset", help="none, or per-element least-squares shifts fitted per model and dataset.")] = Offset.NONE,
+    metric: Annotated[str | None, typer.Option("--metric", help="Rank models by this metric (e.g. force_rmse, force_norm_rmse), lowest first; only models with every structure predicted ok are ranked.")] = None,
+    energy_offset: OffsetOpt = Offset.NONE,
+    common: CommonOpt = False,
     ci: Annotated[float | None, typer.Option("--ci", help="Bootstrap confidence level in percent, e.g. 95.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
     columns: Annotated[list[str] | None, typer.Option("--columns", help="Only these metric columns (repeatable or comma-separated): a name (force_rmse) or a quantity (energy); keys and counts stay.")] = None,
@@ -51,7 +48,8 @@ def leaderboard(
     with open_from(ctx) as wh:
         report = leaderboard_report(
             wh, datasets=dataset or (), models=model or (), exclude_datasets=exclude or (),
-            by=keys, pool=pool, metric=metric, energy_offset=energy_offset.value, ci=ci, seed=seed)
+            by=keys, pool=pool, metric=metric, energy_offset=energy_offset.value, ci=ci, seed=seed,
+            common=common)
         stamp = make_stamp(wh, report.fingerprint).text()
     if fmt in (Format.JSON, Format.CSV):
         for note in report.notes:

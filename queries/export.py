@@ -109,8 +109,13 @@ def best_mask(df: pd.DataFrame, best: Sequence[str], group: Sequence[str],
     """
     mask = pd.DataFrame(False, index=df.index, columns=df.columns)
     group = [g for g in group if g in df.columns]
+    # the comparison rule (queries.selection): a row with failed or missing predictions is never best
+    whole = pd.Series(True, index=df.index)
+    for c in ("n_failed", "n_missing"):
+        if c in df.columns:
+            whole &= pd.to_numeric(df[c], errors="coerce").fillna(0) == 0
     for col in (c for c in best if c in df.columns):
-        vals = pd.to_numeric(df[col], errors="coerce")
+        vals = pd.to_numeric(df[col], errors="coerce").where(whole)
         if digits is not None:
             vals = vals.round(digits)
         grouped = vals.groupby([df[g] for g in group], dropna=False) if group else vals.groupby(

@@ -146,9 +146,14 @@ def test_pool_with_exclusion_and_n_elements(lw, shared_data, diffs):
 
 
 def test_rank_by_metric(lw):
-    table = leaderboard(lw, datasets=[DATASET], metric="force_rmse")
-    assert list(table["model"]) == list(table.sort_values("force_rmse")["model"])
-    assert list(table["rank"]) == [1, 2, 3]
+    """Complete models are ranked; the gappy one (failed and missing rows) follows, unranked."""
+    report = leaderboard_report(lw, datasets=[DATASET], metric="force_rmse")
+    table = report.table
+    ranked = table[table["rank"].notna()]
+    assert list(ranked["model"]) == list(ranked.sort_values("force_rmse")["model"])
+    assert list(ranked["rank"]) == [1, 2]
+    assert table["model"].iloc[-1] == GAPPY and pd.isna(table["rank"].iloc[-1])
+    assert any(f"not ranked" in n and GAPPY in n for n in report.notes)
 
 
 def test_per_element_offsets_match_numpy_lstsq(lw, diffs):
