@@ -26,6 +26,15 @@ naive version of it (pa.table on numpy arrays, pq.write_table's defaults) takes 
 Run:  nice python benchmarks/ingest.py            (about 1.3M atoms; generation ~7 min the first time)
       python benchmarks/ingest.py --atoms 100000  (a quick look)
       nice python benchmarks/ingest.py --stream-copies 6   (7.8M atoms into both: peak memory)
+      nice python benchmarks/ingest.py --predictions --atoms 300000   (predictions vs structures)
+      nice python benchmarks/ingest.py --predictions --small 30000    (30,000 cells of 4-8 atoms)
+
+``--predictions`` (issue 15) times, in one run and into one warehouse per engine, ``ingest
+structures`` of the set, then ``ingest predictions`` of files about the same structures: matched by
+hash (positions as stored), all through the tolerance path (every position moved by 4e-6 Å, as
+programs that write fewer decimals move them), and a file of rattled copies that are not in the
+warehouse (refused as a whole; timed until the refusal). Each is reported in atoms/s and as a
+ratio to the structures' atoms/s (the tolerance and absent cases also to the hash path's).
 PostgreSQL: --pg postgresql://postgres@127.0.0.1:5432/postgres (a server where databases can be
 created; the incumbent needs ASE's PostgreSQL backend: ``pip install mlip-warehouse[bench]``).
 """
@@ -107,6 +116,125 @@ def replicate(src: Path, dst: Path, copies: int) -> None:
                     out.write(line)
 
 
+# 4-8-atom cells for --small: (lattice, repeats) of cubic fcc (4 atoms) and bcc (2 atoms) cells
+SMALL_SHAPES = [("fcc", (1, 1, 1)), ("bcc", (2, 1, 1)), ("bcc", (3, 1, 1)), ("bcc", (2, 2, 1))]
+
+
+def generate_small(path: Path, n_cells: int, seed: int = 0, copies: int = 6) -> int:
+    """:func:`generate` for ``n_cells`` cells of 4-8 atoms (many small structures: per-structure
+    costs dominate); returns the number of atoms."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    rng = np.random.default_rng(seed)
+    frames, total = [], 0
+    calc = EMT()
+    while len(frames) < n_cells:
+        lattice, reps = SMALL_SHAPES[rng.integers(len(SMALL_SHAPES))]
+        host = ELEMENTS[rng.integers(len(ELEMENTS))]
+        a = bulk(host, lattice, a=3.6 if lattice == "fcc" else 2.9, cubic=True).repeat(reps)
+        a.symbols[rng.random(len(a)) < 0.3] = ELEMENTS[rng.integers(len(ELEMENTS))]
+        a.positions += 0.05 * rng.standard_normal(a.positions.shape)
+        a.calc = calc
+        results = {"energy": a.get_potential_energy(), "forces": a.get_forces(),
+                   "stress": a.get_stress()}
+        for k in range(min(copies, n_cells - len(frames))):
+            b = a.copy()
+            if k:
+                b.positions += rng.random(3) @ b.cell.array
+            b.calc = SinglePointCalculator(b, **results)
+            frames.append(b)
+            total += len(b)
+    write(path, frames, format="extxyz")
+    return total
+
+
+# The prediction files of --predictions: (name, what moves the positions). "hash" keeps them, so
+# every frame matches its stored structure by hash; "tolerance" moves every coordinate by 4e-6 Å
+# (4 steps of the identity's 1e-6 Å rounding, |d| = 6.9e-6 Å < MATCH_TOL), so no frame matches
+# by hash and every one is matched within the tolerance; "absent" rattles the atoms by 0.01 Å:
+# structures with the formula and cell of stored ones, but not in the warehouse.
+PREDICTION_FILES = ("hash", "tolerance", "absent")
+
+
+def write_prediction_files(data: Path, seed: int = 1) -> dict[str, Path]:
+    """A model's predictions on the structures of ``data`` (the labels perturbed: another
+    model's energies, forces and stresses), once per entry of PREDICTION_FILES."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import iread, write
+
+    out = {kind: data.with_name(f"{data.stem}-pred-{kind}.xyz") for kind in PREDICTION_FILES}
+    if all(p.exists() for p in out.values()):
+        return out
+    rng = np.random.default_rng(seed)
+    frames = {kind: [] for kind in PREDICTION_FILES}
+    for a in iread(str(data), ":"):
+        n = len(a)
+        res = {"energy": a.get_potential_energy() + 0.01 * n * rng.standard_normal(),
+               "forces": a.get_forces() + 0.05 * rng.standard_normal((n, 3)),
+               "stress": a.get_stress() + 1e-4 * rng.standard_normal(6)}
+        for kind in PREDICTION_FILES:
+            b = a.copy()
+            if kind == "tolerance":
+                b.positions += 4e-6
+            elif kind == "absent":
+                b.positions += 0.01 * rng.standard_normal((n, 3))
+            b.calc = SinglePointCalculator(b, **res)
+            frames[kind].append(b)
+    for kind, path in out.items():
+        write(path.with_suffix(".tmp.xyz"), frames[kind], format="extxyz")
+        path.with_suffix(".tmp.xyz").rename(path)
+    return out
+
+
+def predictions_main(args: argparse.Namespace, data: Path, n_atoms: int, n_frames: int) -> None:
+    """--predictions: structures, then predictions by hash, by tolerance and absent, same run."""
+    files = write_prediction_files(data)
+    exe = str(Path(sys.executable).with_name("warehouse"))
+    print(f"\n{n_frames} structures, {n_atoms} atoms ({data.name})\n")
+    print("| engine | ingest | seconds (median) | atoms/s | vs structures | vs by hash |"
+          " CPU-s (median) | atoms/CPU-s | vs structures | vs by hash |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    results: dict[str, dict] = {}
+    for engine, pg in [("SQLite", None)] + ([("PostgreSQL", args.pg)] if args.pg else []):
+        tries: dict[str, list[dict]] = {k: [] for k in ("structures", *PREDICTION_FILES)}
+        for _ in range(args.repeat):
+            lake = args.workdir / f"lake-pred-{engine}"
+            url = _fresh_warehouse(args.workdir, pg, "pred", lake)
+            base = [exe, "--url", url, "--lake", str(lake), "ingest"]
+            tries["structures"].append(_timed([*base, "structures", str(data), "--dataset",
+                                               "bench", "--level-of-theory", "EMT"]))
+            for kind in PREDICTION_FILES:  # a model each, so that each file is all new work
+                r = _timed([*base, "predictions", str(files[kind]), "--model", f"m-{kind}"],
+                           expect_failure=kind == "absent")
+                tries[kind].append(r)
+                if kind == "absent" and "not in the warehouse" not in (r["detail"] or ""):
+                    raise RuntimeError(f"the absent file was not refused as expected: {r}")
+        # medians of wall and of CPU time, each over the repeats (this machine is shared: wall
+        # time varies with the load of others, the process's own CPU time much less)
+        med = {k: {t: sorted(r[t] for r in v)[len(v) // 2] for t in ("wall_s", "cpu_s")}
+               for k, v in tries.items()}
+        results[engine] = {"runs": tries, "median": med}
+        for kind, m in med.items():
+            cells = []
+            for t in ("wall_s", "cpu_s"):
+                rate = n_atoms / m[t]
+                vs_s = med["structures"][t] / m[t]
+                vs_h = "" if kind in ("structures", "hash") else f"{med['hash'][t] / m[t]:.2f}x"
+                cells += [f"{m[t]:.2f}", f"{rate:,.0f}", f"{vs_s:.2f}x", vs_h]
+            print(f"| {engine} | {kind} | {' | '.join(cells)} |", flush=True)
+    for engine, r in results.items():
+        for kind, runs in r["runs"].items():
+            walls = ", ".join(f"{x['wall_s']:.2f}" for x in runs)
+            cpus = ", ".join(f"{x['cpu_s']:.2f}" for x in runs)
+            print(f"\n{engine} {kind}: {len(runs)} runs, wall s {walls}; CPU s {cpus}")
+    if args.json:
+        args.json.write_text(json.dumps({"n_atoms": n_atoms, "n_structures": n_frames,
+                                         "runs": results}, indent=2))
+
+
 def _pg_database(base: str, name: str) -> str:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
@@ -182,7 +310,7 @@ class _TreeSampler:
         return self.peak
 
 
-def _timed(cmd: list[str], env: dict | None = None) -> dict:
+def _timed(cmd: list[str], env: dict | None = None, *, expect_failure: bool = False) -> dict:
     """Run ``cmd``: its wall seconds, peak RSS (MB, from the kernel's rusage of the child), the
     sampled peak of the summed RSS of the child and its own children, and, when it prints one,
     its own JSON report on its last line (the incumbent's timed loop)."""
@@ -200,15 +328,43 @@ def _timed(cmd: list[str], env: dict | None = None) -> dict:
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{stdout}\n{stderr}")
+    if (proc.returncode != 0) != expect_failure:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{stdout}\n{stderr}")
+    cpu_s = usage.ru_utime + usage.ru_stime  # the process and its reader process
+    if expect_failure:  # the refusal's message is the detail
+        return {"seconds": seconds, "wall_s": seconds, "cpu_s": cpu_s,
+                "peak_rss_mb": usage.ru_maxrss / 1024,
+                "peak_tree_rss_mb": max(tree_mb, usage.ru_maxrss / 1024),
+                "detail": stderr.strip().splitlines()[-1] if stderr.strip() else stdout}
     last = stdout.strip().splitlines()[-1] if stdout.strip() else ""
     report = json.loads(last) if last.startswith("{") else {}
-    return {"seconds": report.get("seconds", seconds), "wall_s": seconds,
+    return {"seconds": report.get("seconds", seconds), "wall_s": seconds, "cpu_s": cpu_s,
             "peak_rss_mb": usage.ru_maxrss / 1024,
             # the sampling can miss the main process's own peak, which the kernel counted
             "peak_tree_rss_mb": max(tree_mb, usage.ru_maxrss / 1024),
             "detail": None if report else last}
+
+
+def _kept_sums_step(url: str) -> float:
+    """Seconds of the writer's kept-sums step (``warehouse.keptsums.add_run``) for the latest
+    ingest of ``url``: the same statements over the same rows, re-run in a transaction that is
+    rolled back (the kept rows then exist, so its upserts update instead of insert)."""
+    from sqlalchemy import text
+
+    from warehouse.db import make_engine
+    from warehouse.keptsums import add_run
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            run = conn.execute(text("SELECT max(id) FROM ingest_runs WHERE status = 'ok'")).scalar()
+            t0 = time.perf_counter()
+            add_run(conn, run)
+            seconds = time.perf_counter() - t0
+            conn.rollback()
+        return seconds
+    finally:
+        engine.dispose()
 
 
 def _peak_rss_mb() -> float:
@@ -345,6 +501,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="Also write the results here.")
     ap.add_argument("--stream-copies", type=int, default=0, metavar="K",
                     help="Instead: ingest K stretched copies of the set into SQLite (bounded memory check).")
+    ap.add_argument("--predictions", action="store_true",
+                    help="Instead: structures vs predictions by hash, by tolerance and absent (issue 15).")
+    ap.add_argument("--small", type=int, default=0, metavar="N",
+                    help="With --predictions: N cells of 4-8 atoms instead of --atoms of 32-250.")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -356,10 +516,11 @@ def main() -> None:
         return
 
     args.workdir.mkdir(parents=True, exist_ok=True)
-    data = args.workdir / f"emt-{args.atoms}.xyz"
+    data = args.workdir / (f"emt-small-{args.small}.xyz" if args.small else f"emt-{args.atoms}.xyz")
     if not data.exists():
         t0 = time.perf_counter()
-        n = generate(data.with_suffix(".tmp.xyz"), args.atoms)
+        n = (generate_small(data.with_suffix(".tmp.xyz"), args.small) if args.small
+             else generate(data.with_suffix(".tmp.xyz"), args.atoms))
         data.with_suffix(".tmp.xyz").rename(data)
         print(f"generated {n} atoms in {time.perf_counter() - t0:.0f} s: {data}", file=sys.stderr)
     from ase.io import iread
@@ -371,6 +532,9 @@ def main() -> None:
     print(f"{data}: {n_frames} structures, {n_atoms} atoms, {data.stat().st_size / 1e6:.0f} MB",
           file=sys.stderr)
 
+    if args.predictions:
+        predictions_main(args, data, n_atoms, n_frames)
+        return
     me = [sys.executable, str(Path(__file__).resolve()), "--child"]
 
     def warehouse(path: Path, url: str, lake: Path) -> list[str]:
@@ -416,6 +580,7 @@ def main() -> None:
             rs.sort(key=lambda r: r["wall_s"])
             runs[f"{kind} -> {engine}"] = {**rs[len(rs) // 2], "all_wall_s": [r["wall_s"] for r in rs]}
             print(f"  {kind} -> {engine}: {json.dumps(runs[f'{kind} -> {engine}'])}", file=sys.stderr)
+        runs[f"warehouse -> {engine}"]["kept_sums_s"] = _kept_sums_step(url)
 
     print(f"\n{n_frames} structures, {n_atoms} atoms (EMT-labelled fcc/bcc supercells, 32-250 atoms)\n")
     print("| run | seconds | atoms/s | peak RSS (MB) | with children (MB) | vs incumbent | vs floor |")
@@ -440,6 +605,11 @@ def main() -> None:
             print(f"\n{name}: median of {len(r['all_wall_s'])} runs (s: {walls})")
         if r.get("detail"):
             print(f"{name}: {r['detail']}")
+        if r.get("kept_sums_s") is not None:
+            print(f"{name}: the leaderboard's kept-sums step of that ingest (warehouse.keptsums."
+                  f"add_run, re-run in a rolled-back transaction of the last warehouse):"
+                  f" {r['kept_sums_s']:.3f} s = {100 * r['kept_sums_s'] / r['wall_s']:.1f} % of"
+                  f" the median ingest's wall time")
     if args.json:
         args.json.write_text(json.dumps({"n_atoms": n_atoms, "n_structures": n_frames, "runs": runs}, indent=2))
 

@@ -4,7 +4,7 @@ COPYs one ingest's per-structure rows (10,962 structures as in benchmarks/ingest
 ``structures``, ``structure_elements``, ``dataset_members`` and ``references`` rows) into a
 fresh warehouse database twice: with the per-row triggers (``WAREHOUSE_PG_KEY_CHECKS=triggers``)
 and as the loader sends them where it may (triggers off for the COPY, then
-``ingest.bulk._check_keys`` over every key value). Reports, per table, the server backend's CPU
+``ingest.writers.bulk._check_keys`` over every key value). Reports, per table, the server backend's CPU
 seconds (from /proc: the server must run on this machine) and the client's.
 
 Run:  python benchmarks/pg_foreign_keys.py [--pg postgresql://postgres@127.0.0.1:5432/postgres]
@@ -67,7 +67,7 @@ def _fresh_warehouse(server: str, name: str) -> str:
 def measure(url: str, mode: str) -> dict[str, tuple[float, float]]:
     import psycopg
 
-    from ingest import bulk
+    from ingest.writers import bulk
     from warehouse import models as m
 
     tables = {t.name: t for t in (m.Structure.__table__, m.StructureElement.__table__,

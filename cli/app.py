@@ -20,6 +20,14 @@ from cli.context import LAKE_ENV, URL_ENV, WarehouseGroup, argv, open_from
 from cli.output import Format, render
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from warehouse import __version__
+
+        typer.echo(f"warehouse (mlip-warehouse) {__version__}")
+        raise typer.Exit()
+
+
 def root(
     ctx: typer.Context,
     url: Annotated[str | None, typer.Option(
@@ -28,8 +36,14 @@ def root(
     lake: Annotated[str | None, typer.Option(
         "--lake", envvar=LAKE_ENV, help="Array lake root (folder or URI). Default: ./warehouse-data/lake."
     )] = None,
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_show_version, help="Print the version and exit."
+    )] = False,
 ) -> None:
     """Store DFT labels, model predictions, timings and MD output; ask for leaderboards."""
+    from warehouse.provenance import command_started
+
+    command_started()  # `warehouse runs` shows each command's wall time, not its commit's
     ctx.obj = {"url": url, "lake": lake}
 
 
@@ -158,9 +172,18 @@ def __getattr__(name: str) -> typer.Typer:
 def main() -> None:
     """Run the command line (raises SystemExit, as click does)."""
     from cli import early
+    from ingest.interrupts import install
 
-    early.start(sys.argv[1:])  # an ingest's file is read while the command line is built
-    build(command_name(sys.argv[1:]))()
+    install()  # (again, where the console script did already: the same handlers)
+    try:
+        early.start(sys.argv[1:])  # an ingest's file is read while the command line is built
+        build(command_name(sys.argv[1:]))()
+    except BaseException as exc:  # a signal outside a command's own handling (cli.context)
+        code = early.interrupted_code(exc)
+        if code is None:
+            raise
+        typer.echo(early.INTERRUPTED, err=True)
+        sys.exit(code)
 
 
 def console() -> None:

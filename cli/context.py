@@ -32,14 +32,26 @@ class WarehouseGroup(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
-            typer.echo("Interrupted: nothing from this command was kept.", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt:  # a SIGINT before the console script's handlers (embedding)
+            interrupted(130)
         except Exception as exc:
             if not _is_warehouse_error(exc):
                 raise
             typer.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except BaseException as exc:  # ingest.interrupts.Interrupted: a SIGINT or SIGTERM
+            if type(exc).__name__ != "Interrupted":
+                raise
+            interrupted(exc.exit_code)
+
+
+from cli.early import INTERRUPTED  # noqa: E402 - one wording for every place that says it
+
+
+def interrupted(code: int) -> None:
+    """Say that the command stopped on a signal and exit with ``code`` (130 or 143)."""
+    typer.echo(INTERRUPTED, err=True)
+    sys.exit(code)
 
 
 def open_from(ctx: typer.Context, *, check_schema: bool = True) -> Warehouse:

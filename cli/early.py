@@ -166,18 +166,39 @@ def console() -> None:
     the ingest, so the process leaves at once (output flushed first). Other commands start
     and end normally (a file object that one of them left open is flushed by that teardown).
     """
-    ingest = guess_path(sys.argv[1:]) is not None
-    if ingest:
-        tune_allocator()
-        start(sys.argv[1:])
-    from cli.app import main
+    from ingest.interrupts import install
 
+    install()  # first: a signal during the imports below must end the command cleanly too
+    ingest = False
     try:
+        ingest = guess_path(sys.argv[1:]) is not None
+        if ingest:
+            tune_allocator()
+            start(sys.argv[1:])
+        from cli.app import main
+
         main()
     except SystemExit as exc:
         if not ingest:
             raise
         _leave(exc.code)
+    except BaseException as exc:  # Interrupted (or a KeyboardInterrupt) outside a command
+        code = interrupted_code(exc)
+        if code is None:
+            raise
+        _close()  # the early reader's process, if one was started
+        sys.stderr.write(f"{INTERRUPTED}\n")
+        _leave(code)
+
+
+INTERRUPTED = "Interrupted: nothing from this command was kept."
+
+
+def interrupted_code(exc: BaseException) -> int | None:
+    """The exit status for a signal's exception (130 for Ctrl-C, 143 for SIGTERM), else None."""
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    return getattr(exc, "exit_code", None) if type(exc).__name__ == "Interrupted" else None
 
 
 def _leave(code: object) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -12,34 +10,9 @@ from typing import Annotated
 import typer
 
 from cli.context import WarehouseGroup, argv, open_from
-from ingest.interrupts import interrupt
 
 app = typer.Typer(cls=WarehouseGroup, help="Store structures, labels, predictions and more.",
                   no_args_is_help=True)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that the ingest's transaction and lake files are undone."""
-
-
-def _raise_terminated(signum: int, _frame: object) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut the rollback short
-    interrupt(Terminated(f"terminated by signal {signum}"))
-
-
-def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
-    interrupt(KeyboardInterrupt())
-
-
-@app.callback()
-def _ingest_group(ctx: typer.Context) -> None:
-    # kill (SIGTERM) rolls back like Ctrl-C; both are raised between database statements
-    # (ingest.interrupts); only the main thread may install handlers
-    if threading.current_thread() is threading.main_thread():
-        previous = {sig: signal.signal(sig, handler) for sig, handler in (
-            (signal.SIGTERM, _raise_terminated), (signal.SIGINT, _raise_keyboard_interrupt))}
-        ctx.call_on_close(lambda: [signal.signal(sig, h) for sig, h in previous.items()])
-
 
 
 class Progress:
@@ -69,6 +42,26 @@ ParametersOpt = Annotated[list[Path] | None, typer.Option(
                          " or is checked against its binding.")]
 VersionOpt = Annotated[str | None, typer.Option(
     "--version", help="Store as MODEL@VERSION: a new version of a model bound to other parameters.")]
+
+
+VoigtOpt = Annotated[str | None, typer.Option(
+    "--voigt-order", help="Order of six-number stress= or virial= values in the file, e.g."
+    " xx,yy,zz,yz,xz,xy (ASE's) or xx,yy,zz,xy,yz,zx (GPUMD's); without it six numbers are"
+    " refused (a 3x3 needs no order).")]
+
+
+def _voigt(text: str | None) -> tuple[str, ...] | None:
+    from ingest.atoms import parse_voigt_order
+    from warehouse.errors import IngestError
+
+    if text is None:
+        return None
+    try:
+        return parse_voigt_order(text)
+    except ValueError as exc:
+        raise IngestError(str(exc)) from None
+
+
 LevelOpt = Annotated[str | None, typer.Option(
     "--level-of-theory", "-l", help="Name of the reference's level of theory (e.g. VASP-PBE-520eV).")]
 
@@ -87,12 +80,14 @@ def structures(
         "--format", help="Reader: extxyz, mlearn-json, vasp, ase-db, pickle (default: from the file name).")] = None,
     trust_pickle: Annotated[bool, typer.Option(
         "--trust-pickle", help="Allow loading a pickle (unpickling can run arbitrary code).")] = False,
+    voigt_order: VoigtOpt = None,
 ) -> None:
     """Store structures and their DFT labels (energy, forces, stress) as references.
 
     Example: warehouse ingest structures train.xyz --dataset pbte --level-of-theory PBE
     """
-    reader = _start_reading(path, fmt)
+    order = _voigt(voigt_order)
+    reader = _start_reading(path, fmt, order)
     progress = Progress()
     try:
         from ingest.api import ingest_structures  # the catalog machinery: ~0.8 s of imports
@@ -101,7 +96,7 @@ def structures(
             summary = ingest_structures(wh, path, dataset=dataset, level_of_theory=level_of_theory,
                                         subset=subset, split=split, fmt=fmt,
                                         trust_pickle=trust_pickle, argv=argv(), progress=progress,
-                                        reader=reader)
+                                        reader=reader, voigt_order=order)
     finally:
         progress.done()
         if reader is not None:
@@ -109,11 +104,14 @@ def structures(
     typer.echo(summary.line())
 
 
-def _start_reading(path: Path, fmt: str | None):
+def _start_reading(path: Path, fmt: str | None, voigt_order: tuple[str, ...] | None):
     """The reader of an extended XYZ file: the one started before the command line was parsed
-    (cli.early), or a new one; None for other formats."""
+    (cli.early), or a new one; None for other formats (and with --voigt-order, which the early
+    start does not know: ingest_structures starts that reader)."""
     from cli import early
 
+    if voigt_order is not None:
+        return None
     return early.take(path, fmt) or early.start_reader(path, fmt)
 
 
@@ -130,6 +128,7 @@ def predictions(
     version: VersionOpt = None,
     force: Annotated[bool, typer.Option("--force", help=(
         "Store predictions even if every one equals the stored reference labels."))] = False,
+    voigt_order: VoigtOpt = None,
 ) -> None:
     """Store a model's predictions, matched to stored structures by content hash.
 
@@ -141,7 +140,8 @@ def predictions(
     from ingest.api import ingest_predictions
     from ingest.atoms import prediction_keys
 
-    keys = prediction_keys(energy=energy_key, forces=forces_key, stress=stress_key, virial=virial_key)
+    keys = prediction_keys(energy=energy_key, forces=forces_key, stress=stress_key, virial=virial_key,
+                           voigt_order=_voigt(voigt_order))
     progress = Progress()
     try:
         with open_from(ctx) as wh:
@@ -164,6 +164,7 @@ def gpumd(
         "--xyz", help="Structure file the outputs follow, for a folder without one (prediction runs).")] = None,
     parameters: ParametersOpt = None,
     version: VersionOpt = None,
+    voigt_order: VoigtOpt = None,
 ) -> None:
     """Store a GPUMD NEP model's predictions (and its structures if they are new), and loss.out.
 
@@ -177,7 +178,8 @@ def gpumd(
     with open_from(ctx) as wh:
         summary = ingest_gpumd(wh, folder, model=model, dataset=dataset,
                                level_of_theory=level_of_theory, xyz=xyz,
-                               parameters=parameters or [], version=version, argv=argv())
+                               parameters=parameters or [], version=version, argv=argv(),
+                               voigt_order=_voigt(voigt_order))
     typer.echo(summary.line())
 
 

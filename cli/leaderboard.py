@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from cli.compare import CommonOpt, Offset, OffsetOpt
 from cli.context import open_from
 from cli.output import Format, emit
 
@@ -18,11 +19,6 @@ class By(StrEnum):
     N_ELEMENTS = "n-elements"
 
 
-class Offset(StrEnum):
-    NONE = "none"
-    PER_ELEMENT = "per-element"
-
-
 def leaderboard(
     ctx: typer.Context,
     dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", help="Only these datasets (repeatable).")] = None,
@@ -30,10 +26,12 @@ def leaderboard(
     by: Annotated[list[By] | None, typer.Option("--by", help="Break down by subset tag, element or number of elements (repeatable, combines).")] = None,
     pool: Annotated[bool, typer.Option("--pool", help="Pool the selected datasets into one group.")] = False,
     exclude: Annotated[list[str] | None, typer.Option("--exclude-dataset", "-x", help="Leave this dataset out (repeatable).")] = None,
-    metric: Annotated[str | None, typer.Option("--metric", help="Rank models by this column (e.g. force_rmse), lowest first.")] = None,
-    energy_offset: Annotated[Offset, typer.Option("--energy-offset", help="none, or per-element least-squares shifts fitted per model and dataset.")] = Offset.NONE,
+    metric: Annotated[str | None, typer.Option("--metric", help="Rank models by this metric (e.g. force_rmse, force_norm_rmse), lowest first; only models with every structure predicted ok are ranked.")] = None,
+    energy_offset: OffsetOpt = Offset.NONE,
+    common: CommonOpt = False,
     ci: Annotated[float | None, typer.Option("--ci", help="Bootstrap confidence level in percent, e.g. 95.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    columns: Annotated[list[str] | None, typer.Option("--columns", help="Only these metric columns (repeatable or comma-separated): a name (force_rmse) or a quantity (energy); keys and counts stay.")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
 ) -> None:
@@ -41,20 +39,23 @@ def leaderboard(
 
     Example: warehouse leaderboard --by element --energy-offset per-element --ci 95 --format latex --out table.tex
     """
-    from queries.export import report_text
-    from queries.leaderboard import COLUMNS, leaderboard_report
+    from queries.export import TOO_WIDE, report_text
+    from queries.leaderboard import leaderboard_report
     from queries.stamp import make_stamp
 
     keys = [b.value.replace("-", "_") for b in by or ()]
-    plain = not (keys or pool or exclude or metric or ci) and energy_offset is Offset.NONE
+    chosen = [c.strip() for text in columns or () for c in text.split(",") if c.strip()]
     with open_from(ctx) as wh:
         report = leaderboard_report(
             wh, datasets=dataset or (), models=model or (), exclude_datasets=exclude or (),
-            by=keys, pool=pool, metric=metric, energy_offset=energy_offset.value, ci=ci, seed=seed)
+            by=keys, pool=pool, metric=metric, energy_offset=energy_offset.value, ci=ci, seed=seed,
+            common=common)
         stamp = make_stamp(wh, report.fingerprint).text()
-    if plain and fmt in (Format.JSON, Format.CSV):
-        report.table = report.table[COLUMNS]  # the foundation's record keys, exactly
     if fmt in (Format.JSON, Format.CSV):
         for note in report.notes:
             typer.echo(f"note: {note}", err=True)
-    emit(report_text(report, fmt.value, stamp=stamp), out)
+    text = report_text(report, fmt.value, stamp=stamp, columns=chosen)
+    if fmt is Format.LATEX and TOO_WIDE in text:
+        typer.echo("note: the table is wider than an A4 text width; choose fewer columns with"
+                   " --columns (e.g. --columns energy,force)", err=True)
+    emit(text, out)

@@ -57,8 +57,14 @@ def render(
 
 
 def emit(text: str, out: Path | None = None) -> None:
+    """Print ``text``, or write it to ``out`` (its folder made when it does not exist yet)."""
     if out is None:
         typer.echo(text)
-    else:
-        out.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-        typer.echo(f"wrote {out}", err=True)
+        return
+    if out.is_dir():
+        from warehouse.errors import WarehouseError
+
+        raise WarehouseError(f"--out {out}: is a folder; name a file in it (e.g. {out / 'table.tex'})")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    typer.echo(f"wrote {out}", err=True)

@@ -6,7 +6,7 @@ import typer
 
 from cli.context import WarehouseGroup
 
-app = typer.Typer(cls=WarehouseGroup, help="Write figures (PNG/SVG) computed from the warehouse.",
+app = typer.Typer(cls=WarehouseGroup, help="Write figures (PNG at 300 dpi, SVG or PDF) computed from the warehouse.",
                   no_args_is_help=True)
 
 
@@ -95,6 +95,7 @@ def properties_plot(
 from pathlib import Path as _Path  # noqa: E402
 from typing import Annotated as _Annotated  # noqa: E402
 
+from cli.compare import CommonOpt as _UQCommonOpt, Offset as _UQOffset, OffsetOpt as _UQOffsetOpt  # noqa: E402
 from queries.uq_options import Level as _UQLevel, Quantity as _UQQuantity  # noqa: E402
 
 
@@ -109,12 +110,15 @@ def uq_plot(
     quantity: _Annotated[_UQQuantity | None, typer.Option("--quantity", "-q", help="Only energy or force.")] = None,
     level: _Annotated[_UQLevel | None, typer.Option("--level", help="Only structure or atom level.")] = None,
     bins: _Annotated[int, typer.Option("--bins", help="Equal-count bins of U for calibration.")] = 10,
+    energy_offset: _UQOffsetOpt = _UQOffset.NONE,
+    common: _UQCommonOpt = False,
 ) -> None:
     """Uncertainty vs true error on log axes with Spearman rho, beside the calibration curve.
 
     Example: warehouse plot uq --ensemble unep8 --dataset unep-v1-dft --out uq.png
     """
     from cli.context import open_from
+    from queries.uq import apply_comparison_rule
     from queries.uq_data import read_ensemble_uq, read_grades_uq
     from queries.uq_figures import plot_uq
     from warehouse.errors import NoMatch
@@ -122,8 +126,13 @@ def uq_plot(
     if (ensemble is None) == (grades is None) or (grades is not None and model is None):
         raise NoMatch("give --ensemble NAME, or --grades KIND with --model NAME")
     with open_from(ctx) as wh:
-        data = (read_ensemble_uq(wh, ensemble=ensemble, datasets=dataset) if ensemble else
-                read_grades_uq(wh, model=model, kind=grades, datasets=dataset))
+        data = (read_ensemble_uq(wh, ensemble=ensemble, datasets=dataset,
+                                 energy_offset=energy_offset.value) if ensemble else
+                read_grades_uq(wh, model=model, kind=grades, datasets=dataset,
+                               energy_offset=energy_offset.value))
+    apply_comparison_rule(data, common=common)
+    if data.note:
+        typer.echo(f"note: {data.note}", err=True)
     typer.echo(f"wrote {plot_uq(data, out, quantity=quantity, level=level, n_bins=bins)}", err=True)
 
 
@@ -141,6 +150,8 @@ class _Quantity(_StrEnum):
 
 
 _Out = _Annotated[_Path, typer.Option("--out", "-o", help="Figure file (.png, .svg or .pdf).")]
+
+from cli.compare import CommonOpt as _CommonOpt, Offset as _Offset, OffsetOpt as _OffsetOpt  # noqa: E402
 _Dataset = _Annotated[list[str] | None, typer.Option("--dataset", "-d", help="Only these datasets (repeatable; pooled).")]
 _Metric = _Annotated[str, typer.Option("--metric", help="Leaderboard column to draw, e.g. force_rmse.")]
 
@@ -152,16 +163,21 @@ def parity_plot(
     dataset: _Annotated[str, typer.Option("--dataset", "-d", help="The dataset.")],
     out: _Out,
     quantity: _Annotated[_Quantity, typer.Option("--quantity", "-q", help="energy, forces or stress.")] = _Quantity.ENERGY,
+    energy_offset: _OffsetOpt = _Offset.NONE,
 ) -> None:
     """Predicted against reference energies, force components or stress components.
 
-    Example: warehouse plot parity --model unep-v1 --dataset unep-v1-dft --quantity forces --out parity.png
+    Errors in the corner are in the tables' units; --energy-offset per-element removes the
+    model's fitted per-element energy shifts (the leaderboard's fit) and lists them.
+
+    Example: warehouse plot parity --model eam-zhou --dataset unep-v1-dft --energy-offset per-element --out parity.pdf
     """
     from cli.context import open_from
     from queries.figures import parity_data, plot_parity
 
     with open_from(ctx) as wh:
-        data = parity_data(wh, model=model, dataset=dataset, quantity=quantity.value)
+        data = parity_data(wh, model=model, dataset=dataset, quantity=quantity.value,
+                           energy_offset=energy_offset.value)
     path = plot_parity(data, out, quantity=quantity.value, title=f"{model} on {dataset}")
     typer.echo(f"wrote {path}", err=True)
 
@@ -173,6 +189,7 @@ def elements_plot(
     out: _Out,
     dataset: _Dataset = None,
     metric: _Metric = "force_rmse",
+    energy_offset: _OffsetOpt = _Offset.NONE,
 ) -> None:
     """Periodic-table heatmap of a per-element error (forces: atoms of that species).
 
@@ -180,12 +197,16 @@ def elements_plot(
     """
     from cli.context import open_from
     from queries.figures import plot_element_heatmap
-    from queries.leaderboard import UNITS, leaderboard
+    from queries.leaderboard import leaderboard
+    from queries.metrics import get
 
+    mt = get(metric)
     with open_from(ctx) as wh:
         table = leaderboard(wh, datasets=dataset or (), models=[model], by=["element"], pool=True,
-                            metric=metric)
-    path = plot_element_heatmap(table, out, metric=metric, unit=UNITS.get(metric, ""), title=model)
+                            metric=mt.name, energy_offset=energy_offset.value)
+    shifted = ", per-element energy shifts removed" if energy_offset is _Offset.PER_ELEMENT else ""
+    path = plot_element_heatmap(table, out, metric=mt.name, unit=mt.unit, label=mt.label,
+                                title=f"{model}: {mt.label} per element{shifted}")
     typer.echo(f"wrote {path}", err=True)
 
 
@@ -196,19 +217,33 @@ def components_plot(
     model: _Annotated[list[str] | None, typer.Option("--model", "-m", help="Only these models (repeatable).")] = None,
     dataset: _Dataset = None,
     metric: _Metric = "energy_rmse",
+    energy_offset: _OffsetOpt = _Offset.NONE,
+    common: _CommonOpt = False,
 ) -> None:
     """An error against the number of components (elements per structure), one line per model.
 
-    Example: warehouse plot components --metric energy_rmse --out components.png
+    Models are compared on the same structures: a model's point for a number of components is
+    drawn only when it predicted every such structure ok (the others are named on stderr), unless
+    --common compares all on the structures they share.
+
+    Example: warehouse plot components --metric energy_rmse --energy-offset per-element --out components.png
     """
     from cli.context import open_from
     from queries.figures import plot_components
-    from queries.leaderboard import UNITS, leaderboard
+    from queries.leaderboard import leaderboard_report
+    from queries.metrics import get
+    from queries.selection import complete
 
+    mt = get(metric)
     with open_from(ctx) as wh:
-        table = leaderboard(wh, datasets=dataset or (), models=model or (), by=["n_elements"],
-                            pool=True, metric=metric)
-    path = plot_components(table, out, metric=metric, unit=UNITS.get(metric, ""))
+        report = leaderboard_report(wh, datasets=dataset or (), models=model or (),
+                                    by=["n_elements"], pool=True, metric=mt.name,
+                                    energy_offset=energy_offset.value, common=common)
+    table = report.table
+    for note in report.notes:
+        typer.echo(f"note: {note}", err=True)
+    table = table[complete(table)]  # each point compares models on the same structures
+    path = plot_components(table, out, metric=mt.name, unit=mt.unit, label=mt.label)
     typer.echo(f"wrote {path}", err=True)
 
 
@@ -230,15 +265,24 @@ def pareto_plot(
     model: _pareto.ModelOpt = None,
     task: _pareto.TaskOpt = "md",
     price: _pareto.PriceOpt = None,
+    pool: _pareto.PoolOpt = False,
+    energy_offset: _OffsetOpt = _Offset.NONE,
+    common: _CommonOpt = False,
 ) -> None:
-    """Error against cost (log axis) per model, the Pareto front drawn, points labelled.
+    """Error against cost per model, one panel per timing protocol, the Pareto front drawn.
 
-    Example: warehouse plot pareto --metric energy-rmse --dataset eos --out pareto.png
+    Only models with every structure predicted ok are drawn (or all on their shared structures
+    with --common); axes are logarithmic only when the values span more than 30x.
+
+    Example: warehouse plot pareto --metric energy-rmse --dataset eos --out pareto.pdf
     """
     from queries.cost_figures import plot_pareto
 
     table = _pareto.pareto_table(ctx, metric=metric, dataset=dataset, hardware=hardware,
-                                 model=model, task=task, price=price)
+                                 model=model, task=task, price=price, pool=pool,
+                                 energy_offset=energy_offset, common=common)
+    for note in table.attrs.get("notes", []):
+        typer.echo(f"note: {note}", err=True)
     typer.echo(f"wrote {plot_pareto(table, out)}", err=True)
 
 

@@ -50,7 +50,7 @@ def ingest_timings_cmd(
     path: Annotated[Path, typer.Argument(help="GPUMD or LAMMPS log, or a .csv/.yaml/.json table.")],
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model the timings belong to (a table may name it per row).")] = None,
     engine: Annotated[str | None, typer.Option("--engine", help="gpumd, lammps or table (default: detected).")] = None,
-    hardware: Annotated[str | None, typer.Option("--hardware", help="Hardware class label, when the log cannot tell it.")] = None,
+    hardware: Annotated[str | None, typer.Option("--hardware", help="The device when the log counts GPUs but does not name them (KOKKOS), else the hardware class label.")] = None,
     cpu_model: Annotated[str | None, typer.Option("--cpu-model", help="CPU model, when the log cannot tell it.")] = None,
     precision: Annotated[str | None, typer.Option("--precision", help="e.g. float32, float64, mixed.")] = None,
 ) -> None:
@@ -64,3 +64,5 @@ def ingest_timings_cmd(
         summary = ingest_timings(wh, path, model=model, engine=engine, argv=argv(), overrides={
             "hardware": hardware, "cpu_model": cpu_model, "precision": precision})
     typer.echo(summary.line())
+    for note in summary.notes:
+        typer.echo(f"  {note}", err=True)

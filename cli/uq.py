@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cli.compare import CommonOpt, Offset, OffsetOpt
 from cli.context import open_from
 from cli.output import Format, emit, render
 from queries.uq_options import DEFAULT_N_BOOT, By, Level, Show
@@ -27,6 +28,8 @@ def uq(
     bins: Annotated[int, typer.Option("--bins", help="Calibration: number of equal-count bins of U.")] = 10,
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the CI of rho.")] = DEFAULT_N_BOOT,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    energy_offset: OffsetOpt = Offset.NONE,
+    common: CommonOpt = False,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
 ) -> None:
@@ -35,7 +38,10 @@ def uq(
     U and e are max-deviation ensemble disagreement and |reference - ensemble mean| (DESIGN.md);
     --show calibration bins U; --show threshold gives precision/recall for the highest errors.
 
-    Example: warehouse uq --ensemble unep8 --dataset unep-v1-dft --format json
+    Every member needs an ok prediction for every structure (else --common uses the structures
+    they share); --energy-offset per-element removes each member's per-element energy shifts.
+
+    Example: warehouse uq --ensemble unep8 --dataset unep-v1-dft --energy-offset per-element --format json
     """
     from queries.uq import uq_report
 
@@ -43,7 +49,8 @@ def uq(
         table, data = uq_report(
             wh, datasets=dataset, ensemble=ensemble, grades=grades, model=model, show=show,
             level=level, by=by, threshold=threshold, top_fraction=top_fraction,
-            high_error_fraction=high_error_fraction, n_bins=bins, n_boot=n_boot, seed=seed)
+            high_error_fraction=high_error_fraction, n_bins=bins, n_boot=n_boot, seed=seed,
+            energy_offset=energy_offset.value, common=common)
     stamp = f"{data.source} ({', '.join(data.members)}) on {', '.join(data.datasets)}"
     if fmt not in (Format.JSON, Format.CSV):  # the stamp names them; records keep them
         table = table.drop(columns=["source", "dataset"], errors="ignore")

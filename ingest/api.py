@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ingest import gpumd
 from ingest.asedb import parse_ase_db
-from ingest.atoms import PREDICTION_KEYS, LabelKeys
+from ingest.atoms import DEFAULT_KEYS, PREDICTION_KEYS, LabelKeys
 from ingest.binding import Binding, bound_model, precheck, versioned_name
-from ingest.extxyz import ExtxyzReader, parse_extxyz, scan_file
+from ingest.extxyz import ExtxyzReader, parse_extxyz
 from ingest.formats import detect_format
 from ingest.loader import IngestSummary, ingest_run
+from ingest.writers.conflicts import with_retries
 from ingest.mlearn import parse_mlearn_json
 from ingest.pickles import check_trust, parse_pickle
-from ingest.predictions import parse_predictions
+from ingest.predictions import checked_prediction_batches
 from ingest.vasp import parse_vasp, read_vasp_settings
 from warehouse.core import Warehouse
-from warehouse.errors import IngestError
+from warehouse.errors import IngestError, missing_file
 from warehouse.hashing import sha256_file
 from warehouse.records import Frame
 
@@ -45,6 +47,7 @@ def ingest_structures(
     argv: list[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     reader: ExtxyzReader | None = None,
+    voigt_order: tuple[str, ...] | None = None,
 ) -> IngestSummary:
     """Store the structures of ``path`` in ``dataset`` with their labels as references.
 
@@ -54,28 +57,41 @@ def ingest_structures(
 
     VASP outputs name their own level of theory (e.g. ``VASP-PBE-520eV``) unless one is given.
     A pickle is read only with ``trust_pickle`` (unpickling can run arbitrary code).
+    ``voigt_order`` is the order of six-number stress or virial values in an extended XYZ file
+    (refused without it).
     """
     path = str(path)
     if not Path(path).is_file():
-        raise IngestError("no such file", path=path)
+        raise missing_file(path)
     fmt = fmt or detect_format(path)
     if fmt not in STRUCTURE_READERS:
         raise IngestError(f"unknown format {fmt!r}; known: {', '.join(STRUCTURE_READERS)}", path=path)
     if fmt != "extxyz":
         if reader is not None:
             reader.close()
-        return _ingest_frames(wh, path, fmt, dataset=dataset, level_of_theory=level_of_theory,
-                              subset=subset, split=split, trust_pickle=trust_pickle, argv=argv,
-                              progress=progress)
-    # the columnar reader (no per-frame records) in a child process, ahead of this one's writes
-    with reader or ExtxyzReader(path) as stream:
-        sha = stream.sha256()  # binary data or an over-long line is refused before anything
-        with ingest_run(wh, kind="structures", source=path, source_sha256=sha, argv=argv) as ld:
-            level = _level(ld, level_of_theory, dataset)
-            ds = ld.dataset(dataset, level)
-            ld.add_batches(stream, dataset_id=ds, level_id=level, subset=subset, split=split,
-                           progress=progress)
-    return ld.summary
+        return with_retries(lambda _: _ingest_frames(
+            wh, path, fmt, dataset=dataset, level_of_theory=level_of_theory, subset=subset,
+            split=split, trust_pickle=trust_pickle, argv=argv, progress=progress), what=path)
+
+    keys = DEFAULT_KEYS if voigt_order is None else replace(DEFAULT_KEYS, voigt_order=voigt_order)
+
+    def attempt(n: int) -> IngestSummary:
+        # the columnar reader (no per-frame records) in a child process, ahead of this one's
+        # writes; a retry reads the file again
+        with (reader if n == 0 and reader is not None else ExtxyzReader(path, keys=keys)) as stream:
+            sha = stream.sha256()  # binary data or an over-long line is refused before anything
+            with ingest_run(wh, kind="structures", source=path, source_sha256=sha, argv=argv) as ld:
+                level = _level(ld, level_of_theory, dataset)
+                ds = ld.dataset(dataset, level)
+                ld.add_batches(stream, dataset_id=ds, level_id=level, subset=subset, split=split,
+                               progress=progress)
+        return ld.summary
+
+    try:
+        return with_retries(attempt, what=path)
+    finally:
+        if reader is not None:
+            reader.close()  # closed already unless the first attempt failed before using it
 
 
 def _ingest_frames(wh: Warehouse, path: str, fmt: str, *, dataset: str,
@@ -126,20 +142,29 @@ def ingest_predictions(
     """
     path = str(path)
     if not Path(path).is_file():
-        raise IngestError("no such file", path=path)
+        raise missing_file(path)
     name = versioned_name(model, version)
     binding = Binding.of_files(parameters)
     what = f"this predictions file ({Path(path).name})"
     precheck(wh, name, binding, what=what)
-    sha = scan_file(path)
-    with ingest_run(wh, kind="predictions", source=path, source_sha256=sha, argv=argv) as ld:
-        model_id = bound_model(ld, name, binding, what=what,
-                               **({"version": version} if version else {}))
-        ld.add_predictions(model_id, parse_predictions(path, keys=keys), path=path,
-                           progress=progress)
-        if not force:
-            refuse_copies_of_references(ld, model_id, path=path)
-    return ld.summary
+
+    def attempt(_: int) -> IngestSummary:
+        # the columnar reader in a child process, ahead of the writes, as for structures; a
+        # retry reads the file again
+        with ExtxyzReader(path, keys=keys) as stream:
+            sha = stream.sha256()
+            with ingest_run(wh, kind="predictions", source=path, source_sha256=sha,
+                            argv=argv) as ld:
+                model_id = bound_model(ld, name, binding, what=what,
+                                       **({"version": version} if version else {}))
+                ld.add_prediction_batches(
+                    model_id, checked_prediction_batches(stream, path, keys=keys), path=path,
+                    progress=progress)
+                if not force:
+                    refuse_copies_of_references(ld, model_id, path=path)
+        return ld.summary
+
+    return with_retries(attempt, what=path)
 
 
 # A prediction "equals" its reference when it differs by less than this: float64 round-off of
@@ -186,17 +211,20 @@ def ingest_gpumd(
     parameters: Sequence[str | Path] = (),
     version: str | None = None,
     argv: list[str] | None = None,
+    voigt_order: tuple[str, ...] | None = None,
 ) -> IngestSummary:
     """Store a GPUMD ``nep`` folder's predictions (and its structures, if new) for ``model``.
 
     ``xyz`` names the structure file for a folder that has none (``prediction 1`` runs);
     ``loss.out``, when present, is stored as the model's training record. The model name is
     bound to ``parameters``, by default the folder's ``nep.txt`` (ingest.binding). Without a
-    ``level_of_theory`` an existing dataset's own is used.
+    ``level_of_theory`` an existing dataset's own is used. ``voigt_order`` is the order of
+    six-number virials in the structure file (refused without it).
     """
     folder = Path(folder)
     splits = gpumd.find_splits(folder, xyz)
-    parsed = {split: gpumd.parse_gpumd_split(folder, split, xyz) for split in splits}
+    keys = DEFAULT_KEYS if voigt_order is None else replace(DEFAULT_KEYS, voigt_order=voigt_order)
+    parsed = {split: gpumd.parse_gpumd_split(folder, split, xyz, keys=keys) for split in splits}
     loss = gpumd.read_loss(folder / "loss.out") if (folder / "loss.out").is_file() else None
     source_sha = sha256_file(folder / f"energy_{splits[0]}.out")
     name = versioned_name(model, version)
@@ -205,18 +233,23 @@ def ingest_gpumd(
     binding = Binding.of_files(parameters)
     what = f"this GPUMD folder ({folder})"
     precheck(wh, name, binding, what=what)
-    with ingest_run(wh, kind="gpumd", source=str(folder), source_sha256=source_sha, argv=argv) as ld:
-        level = _level(ld, level_of_theory, dataset)
-        ds = ld.dataset(dataset, level)
-        model_id = bound_model(ld, name, binding, what=what, family="NEP", framework="GPUMD",
-                               **({"version": version} if version else {}))
-        for split, (frames, predictions) in parsed.items():
-            xyz_path = str(xyz) if xyz else str(folder / f"{split}.xyz")
-            ld.add_frames(frames, dataset_id=ds, level_id=level, path=xyz_path, split=split)
-            ld.add_predictions(model_id, predictions, path=str(folder / f"energy_{split}.out"))
-        if loss is not None:
-            _add_training_record_once(ld, model_id, "gpumd-loss", *loss)
-    return ld.summary
+
+    def attempt(_: int) -> IngestSummary:
+        with ingest_run(wh, kind="gpumd", source=str(folder), source_sha256=source_sha,
+                        argv=argv) as ld:
+            level = _level(ld, level_of_theory, dataset)
+            ds = ld.dataset(dataset, level)
+            model_id = bound_model(ld, name, binding, what=what, family="NEP", framework="GPUMD",
+                                   **({"version": version} if version else {}))
+            for split, (frames, predictions) in parsed.items():
+                xyz_path = str(xyz) if xyz else str(folder / f"{split}.xyz")
+                ld.add_frames(frames, dataset_id=ds, level_id=level, path=xyz_path, split=split)
+                ld.add_predictions(model_id, predictions, path=str(folder / f"energy_{split}.out"))
+            if loss is not None:
+                _add_training_record_once(ld, model_id, "gpumd-loss", *loss)
+        return ld.summary
+
+    return with_retries(attempt, what=str(folder))
 
 
 def _level(ld, level_of_theory: str | None, dataset: str) -> int:
@@ -239,6 +272,7 @@ def _add_training_record_once(ld, model_id: int, source: str, table, summary: di
 
     from warehouse import models as m
 
+    ld.names.lock("training", model_id, source)  # no unique key: concurrent ingests queue here
     have = ld.s.scalars(select(m.TrainingRecord.summary).where(
         m.TrainingRecord.model_id == model_id, m.TrainingRecord.source == source))
     if any(h == summary for h in have):

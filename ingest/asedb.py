@@ -11,17 +11,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ingest.atoms import frame_from_atoms, validate_frame
-from warehouse.errors import IngestError
+from ingest.textio import reader_guard
+from warehouse.errors import IngestError, missing_file
 from warehouse.records import Frame
 
 
+@reader_guard
 def parse_ase_db(path: str | Path, *, selection: str | None = None) -> Iterator[Frame]:
     """Yield a validated frame per row (``selection`` in ase.db's query language)."""
     import ase.db
 
     path = str(path)
     if not Path(path).is_file():
-        raise IngestError("no such file", path=path)
+        raise missing_file(path)
     try:
         db = ase.db.connect(path, type="db", create_indices=False)
         rows = db.select(selection, sort="id") if selection else db.select(sort="id")

@@ -16,12 +16,14 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers
 
+from ingest.xyzheader import MAX_LENGTH
 from warehouse.errors import IngestError
 from warehouse.geometry import det3, det3_batch
 from warehouse.records import Frame, FrameBatch, Labels
 from warehouse.units import (
     ase_stress_to_gpa,
     ase_stress_to_gpa_rows,
+    full_to_voigt,
     virial_to_stress_gpa,
     virial_to_stress_gpa_rows,
     voigt_rows,
@@ -44,9 +46,18 @@ class LabelKeys:
     virial: tuple[str, ...] = VIRIAL_KEYS
     calc_first: bool = True
     required: tuple[str, ...] = ()
+    # The order of a six-component stress or virial in the file (``--voigt-order``): none is
+    # assumed, since programs differ (GPUMD's is xx yy zz xy yz zx, ours xx yy zz yz xz xy).
+    voigt_order: tuple[str, ...] | None = None
 
 
 DEFAULT_KEYS = LabelKeys()
+
+# Physical bounds (docs/INPUT.md): beyond them a value is a broken file, not a structure. (A
+# coordinate's bound, MAX_LENGTH, is in ingest.xyzheader: the header check uses it too.)
+MAX_FORCE = 1e4  # eV/Å
+MAX_ENERGY_PER_ATOM = 1e6  # eV (all-electron total energies of the heaviest atoms are ~1e5)
+MAX_STRESS_GPA = 1e6
 # A predictions file often carries the reference too: the *_pred names win over plain ones.
 PREDICTION_KEYS = LabelKeys(
     energy=("energy_pred", "pred_energy", "predicted_energy", *ENERGY_KEYS),
@@ -58,7 +69,8 @@ PREDICTION_KEYS = LabelKeys(
 
 
 def prediction_keys(*, energy: str | None = None, forces: str | None = None,
-                    stress: str | None = None, virial: str | None = None) -> LabelKeys:
+                    stress: str | None = None, virial: str | None = None,
+                    voigt_order: tuple[str, ...] | None = None) -> LabelKeys:
     """PREDICTION_KEYS with the named keys put first and made required."""
     named = {"energy": energy, "forces": forces, "stress": stress, "virial": virial}
     fields = {k: (v,) for k, v in named.items() if v}
@@ -67,7 +79,8 @@ def prediction_keys(*, energy: str | None = None, forces: str | None = None,
     if virial and not stress:
         fields["stress"] = ()
     return LabelKeys(**{**{k: getattr(PREDICTION_KEYS, k) for k in named}, **fields},
-                     calc_first=False, required=tuple(v for v in named.values() if v))
+                     calc_first=False, required=tuple(v for v in named.values() if v),
+                     voigt_order=voigt_order)
 
 
 def _calc_results(atoms: Atoms) -> dict[str, Any]:
@@ -83,11 +96,58 @@ def _first(mapping: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, 
     return (None, None) if found is None else (found[1], mapping[found[1]])
 
 
-def _float(value: Any, what: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{what} is not a number ({value!r})") from exc
+def label_number(value: Any, what: str) -> float:
+    """A label's one number: a flag, a boolean, a word or an array is never an energy (Python
+    would read ``True`` as 1.0 and a one-element array as its element)."""
+    if isinstance(value, bool | np.bool_):
+        raise ValueError(f"{what} is a flag or a boolean ({value!r}), not a number;"
+                         f" write {what}=<value>")
+    if isinstance(value, np.ndarray) and value.ndim > 0:
+        raise ValueError(f"{what} is {value.size} values, not one number")
+    if isinstance(value, str | bytes) or not isinstance(value, int | float | np.number):
+        raise ValueError(f"{what} is not a number ({str(value)[:40]!r})")
+    return float(value)
+
+
+# A 3x3 stress or virial must be symmetric: |t_ij - t_ji| <= SYMMETRY_RTOL * max|t| + SYMMETRY_ATOL
+# (in the file's own units; files print 8-16 digits, so an honest tensor passes with room).
+SYMMETRY_RTOL = 1e-5
+SYMMETRY_ATOL = 1e-9
+VOIGT_NAMES = ("xx", "yy", "zz", "yz", "xz", "xy")
+_SYNONYMS = {"zy": "yz", "zx": "xz", "yx": "xy"}
+
+
+def parse_voigt_order(text: str) -> tuple[str, ...]:
+    """``--voigt-order``: six comma-separated components, e.g. ``xx,yy,zz,xy,yz,zx``."""
+    names = tuple(_SYNONYMS.get(w.strip().lower(), w.strip().lower()) for w in text.split(","))
+    if sorted(names) != sorted(VOIGT_NAMES):
+        raise ValueError(f"--voigt-order must name xx, yy, zz, yz, xz and xy once each, got {text!r}")
+    return names
+
+
+def tensor_to_voigt(values: Any, what: str, order: tuple[str, ...] | None) -> np.ndarray:
+    """Six components xx yy zz yz xz xy of a stress or virial given as a symmetric 3x3 (9
+    numbers) or as 6 numbers in the stated ``order`` (refused without one)."""
+    t = np.asarray(values, dtype=np.float64).reshape(-1)
+    if t.size == 9:
+        m = t.reshape(3, 3)
+        if not np.isfinite(t).all():
+            raise ValueError(f"{what} contains NaN or inf")
+        if (np.abs(m - m.T) > SYMMETRY_RTOL * np.abs(t).max() + SYMMETRY_ATOL).any():
+            raise ValueError(f"{what} is not symmetric (|t_ij - t_ji| above {SYMMETRY_RTOL:g}"
+                             " of its largest component)")
+        return full_to_voigt(t)
+    if t.size == 6:
+        if order is None:
+            raise ValueError(f"{what} has 6 components in an order the file does not state;"
+                             " pass --voigt-order (e.g. xx,yy,zz,yz,xz,xy)")
+        return t[[order.index(n) for n in VOIGT_NAMES]]
+    raise ValueError(f"{what} must have 9 (3x3) or 6 components, got {t.size}")
+
+
+def voigt_to_full(voigt: np.ndarray) -> np.ndarray:
+    xx, yy, zz, yz, xz, xy = voigt
+    return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +210,8 @@ def labels_from_mappings(
     arrays: dict[str, Any],
     volume: float | None,
     keys: LabelKeys = DEFAULT_KEYS,
+    *,
+    results_are_ase: bool = True,
 ) -> Labels:
     """Energy, forces and stress in warehouse units from a calculator's ``results`` (looked at
     first), per-frame ``info`` keys and per-atom ``arrays``; a key whose value is None counts
@@ -157,7 +219,9 @@ def labels_from_mappings(
 
     Stress keys are ASE's convention (eV/Å^3, positive = tensile, 3x3 or Voigt); virial keys are
     the total virial in eV (GPUMD: 9 components; 6 are read in Voigt order xx yy zz yz xz xy),
-    converted by ``sigma = -W / V``.
+    converted by ``sigma = -W / V``. A 3x3 must be symmetric; six numbers from a file key are
+    read only in the order ``keys.voigt_order`` states (a calculator's results are ASE's Voigt
+    order unless ``results_are_ase`` is false: the C parser's frames put file keys there).
     """
     present = {"results": {k: v for k, v in results.items() if v is not None},
                "info": {k: v for k, v in info.items() if v is not None},
@@ -172,18 +236,31 @@ def labels_from_mappings(
 
     labels = Labels()
     energy = value(src.energy)
-    labels.energy = None if energy is None else _float(energy, "energy")
+    labels.energy = None if energy is None else label_number(energy, "energy")
     if src.free_energy is not None:
-        labels.free_energy = _float(value(src.free_energy), "free_energy")
+        labels.free_energy = label_number(value(src.free_energy), "free_energy")
     forces = value(src.forces)
-    labels.forces = None if forces is None else np.asarray(forces, dtype=np.float64)
+    labels.forces = None if forces is None else _array(forces, src.forces[1])
     if src.stress is not None:
-        labels.stress = ase_stress_to_gpa(np.asarray(value(src.stress), dtype=np.float64))
+        trusted = src.stress[0] == "results" and results_are_ase
+        voigt = tensor_to_voigt(_array(value(src.stress), src.stress[1]), src.stress[1],
+                                VOIGT_NAMES if trusted else keys.voigt_order)
+        labels.stress = ase_stress_to_gpa(voigt)
     elif src.virial is not None:
         if not volume:
             raise ValueError("a virial needs a periodic cell with a volume")
-        labels.stress = virial_to_stress_gpa(np.asarray(value(src.virial), dtype=np.float64), volume)
+        voigt = tensor_to_voigt(_array(value(src.virial), src.virial[1]), src.virial[1],
+                                keys.voigt_order)
+        labels.stress = virial_to_stress_gpa(voigt, volume)
     return labels
+
+
+def _array(value: Any, what: str) -> np.ndarray:
+    """A label array of real numbers (not words, not booleans)."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "iuf":
+        raise ValueError(f"{what} is not an array of numbers ({str(value)[:40]!r})")
+    return a.astype(np.float64)
 
 
 def labels_from_atoms(atoms: Atoms, *, use_calculator: bool = True,
@@ -201,7 +278,7 @@ def frame_from_atoms(atoms: Atoms, index: int, *, labels: Labels | None = None,
     _, weight = _first(info, ("weight",))
     try:
         labels = labels if labels is not None else labels_from_atoms(atoms, keys=keys)
-        weight = None if weight is None else _float(weight, "weight")
+        weight = None if weight is None else label_number(weight, "weight")
     except ValueError as exc:
         raise IngestError(str(exc), where=f"frame {index}") from exc
     return Frame(
@@ -274,11 +351,16 @@ def _dict_parts(natoms: int, info: dict[str, Any], arrays: dict[str, Any], index
     would (``info`` is not modified)."""
     info = dict(info)
     lattice = info.pop("Lattice", None)
-    cell = np.zeros((3, 3)) if lattice is None else np.asarray(lattice, dtype=np.float64).T
-    pbc = np.asarray(info.pop("pbc", [lattice is not None] * 3), dtype=np.bool_).reshape(-1)
+    where = f"frame {index}"
+    cell = np.zeros((3, 3)) if lattice is None else _lattice_cell(lattice, where)
+    pbc = info.pop("pbc", None)
+    if pbc is None:
+        pbc = np.full(3, lattice is not None)
+    elif not (isinstance(pbc, np.ndarray) and pbc.dtype == np.bool_ and pbc.shape == (3,)):
+        raise IngestError(f"pbc must be three booleans (T or F), got {str(pbc)[:40]!r}", where=where)
     positions = arrays.get("pos", arrays.get("positions"))
     if positions is None:
-        raise IngestError("no pos column", where=f"frame {index}")
+        raise IngestError("no pos column", where=where)
     # ASE turns these info keys into calculator results and leaves the rest in info
     results = {k: info.pop(k) for k in _RESULT_INFO_KEYS if k in info}
     if "forces" in arrays:
@@ -287,13 +369,27 @@ def _dict_parts(natoms: int, info: dict[str, Any], arrays: dict[str, Any], index
     _, config_type = _first(info, ("config_type",))
     _, weight = _first(info, ("weight",))
     try:
-        labels = labels_from_mappings(results, info, arrays, volume, keys)
-        weight = None if weight is None else _float(weight, "weight")
+        labels = labels_from_mappings(results, info, arrays, volume, keys, results_are_ase=False)
+        weight = None if weight is None else label_number(weight, "weight")
     except ValueError as exc:
-        raise IngestError(str(exc), where=f"frame {index}") from exc
-    return (cell, pbc if pbc.shape == (3,) else np.repeat(pbc[:1], 3),
-            np.asarray(positions, dtype=np.float64).reshape(-1, 3), labels,
+        raise IngestError(str(exc), where=where) from exc
+    return (cell, pbc, np.asarray(positions, dtype=np.float64).reshape(-1, 3), labels,
             None if config_type is None else str(config_type), weight)
+
+
+def _lattice_cell(lattice: Any, where: str) -> np.ndarray:
+    """The cell (rows = lattice vectors) from the C parser's ``Lattice``: 9 numbers quoted or
+    in braces come as the transposed 3x3, the one-dimensional ``[...]`` form as 9 in a row;
+    anything else (words, booleans, 8 or 10 numbers, NaN) is refused."""
+    a = np.asarray(lattice)
+    if a.dtype.kind not in "iuf" or a.size != 9 or a.shape not in ((3, 3), (9,)):
+        raise IngestError(f"Lattice must be 9 finite numbers, got {str(lattice)[:60]!r}",
+                          where=where)
+    cell = a.astype(np.float64).T if a.shape == (3, 3) else a.astype(np.float64).reshape(3, 3)
+    if not np.isfinite(cell).all() or np.abs(cell).max() > MAX_LENGTH:
+        raise IngestError(f"Lattice has a component that is not finite or above {MAX_LENGTH:g} Å",
+                          where=where)
+    return cell
 
 
 def frame_from_dicts(natoms: int, info: dict[str, Any], arrays: dict[str, Any], index: int,
@@ -417,29 +513,42 @@ def _batch_by_plan(raw: list[tuple[int, int, dict[str, Any], dict[str, Any]]], p
                     and [getattr(f, "shape", None) for f in forces] != [(k, 3) for k in n])):
             return None
         if plan.lattice:
-            lattices = np.array([i["Lattice"] for i in infos], dtype=np.float64)
-            if lattices.shape != (n_frames, 3, 3):
+            # quoted or {} 9 numbers come transposed; the 1-D [...] form comes as 9 in a row
+            lattices = np.array([i["Lattice"] for i in infos])
+            if lattices.dtype.kind not in "iuf":
+                return None  # words or booleans: the frame path names the frame
+            if lattices.shape == (n_frames, 3, 3):
+                cells = np.ascontiguousarray(lattices.transpose(0, 2, 1), dtype=np.float64)
+            elif lattices.shape == (n_frames, 9):
+                cells = lattices.reshape(n_frames, 3, 3).astype(np.float64)
+            else:
                 return None
-            cells = np.ascontiguousarray(lattices.transpose(0, 2, 1))
         else:
             cells = np.zeros((n_frames, 3, 3))
         if plan.pbc:
-            pbcs = np.array([i["pbc"] for i in infos], dtype=np.bool_)
-            if pbcs.shape != (n_frames, 3):
+            pbcs = np.array([i["pbc"] for i in infos])
+            if pbcs.shape != (n_frames, 3) or pbcs.dtype != np.bool_:
                 return None
         else:
             pbcs = np.full((n_frames, 3), plan.lattice)
         src = plan.labels
-        energy = ([float(i[src.energy[1]]) for i in infos] if src.energy is not None
+        energy = ([label_number(i[src.energy[1]], "energy") for i in infos] if src.energy is not None
                   else [None] * n_frames)
-        free_energy = ([float(i[src.free_energy[1]]) for i in infos]
+        free_energy = ([label_number(i[src.free_energy[1]], "free_energy") for i in infos]
                        if src.free_energy is not None else [None] * n_frames)
         stress: list[np.ndarray | None] = [None] * n_frames
         if src.stress is not None or src.virial is not None:
             key = (src.stress or src.virial)[1]
-            voigt = voigt_rows(np.array([i[key] for i in infos], dtype=np.float64))
-            if voigt is None:
-                return None
+            tensors = np.array([i[key] for i in infos])
+            if tensors.dtype.kind not in "iuf":
+                return None  # words or booleans are no stress: the frame path names the frame
+            if tensors.shape[1:] == (6,) and keys.voigt_order is not None:
+                voigt = tensors[:, [keys.voigt_order.index(n) for n in VOIGT_NAMES]].astype(np.float64)
+            elif tensors.shape[1:] in ((9,), (3, 3)) and _symmetric_rows(
+                    tensors.reshape(n_frames, 9).astype(np.float64)):
+                voigt = voigt_rows(tensors.astype(np.float64))
+            else:
+                return None  # six numbers with no order, asymmetric: the frame path explains
             if src.stress is not None:
                 gpa = ase_stress_to_gpa_rows(voigt)
             else:
@@ -466,6 +575,15 @@ def _batch_by_plan(raw: list[tuple[int, int, dict[str, Any], dict[str, Any]]], p
     except (TypeError, ValueError, KeyError, IngestError):
         return None
     return validate_batch(batch, path)
+
+
+def _symmetric_rows(rows: np.ndarray) -> bool:
+    """:func:`tensor_to_voigt`'s checks (finite, symmetric) on (F, 9) rows at once."""
+    if not np.isfinite(rows).all():
+        return False
+    t = rows.reshape(-1, 3, 3)
+    tol = SYMMETRY_RTOL * np.abs(rows).max(axis=1) + SYMMETRY_ATOL
+    return bool((np.abs(t - t.transpose(0, 2, 1)).max(axis=(1, 2)) <= tol).all())
 
 
 def _batch_numbers(species: list[np.ndarray], raw: list, path: str, keys: LabelKeys) -> np.ndarray:
@@ -500,23 +618,26 @@ def validate_batch(batch: FrameBatch, path: str) -> FrameBatch:
     z = batch.numbers
     if z.size and (int(z.min()) < 1 or int(z.max()) > 118):
         flag_atoms((z < 1) | (z > 118))
-    for arr in (batch.positions, batch.forces):
-        if not np.isfinite(arr.sum()):
-            flag_atoms(~np.isfinite(arr).all(axis=1))
+    for arr, bound in ((batch.positions, MAX_LENGTH), (batch.forces, MAX_FORCE)):
+        # one pass finds NaN, inf and values beyond the bound alike (a NaN fails every <=)
+        if arr.size and not (arr.max() <= bound and arr.min() >= -bound):  # no temporary
+            flag_atoms(~(np.abs(arr) <= bound).all(axis=1))
     c, p = batch.cells, batch.pbcs
+    if c.size and not (c.max() <= MAX_LENGTH and c.min() >= -MAX_LENGTH):
+        bad |= ~(np.abs(c) <= MAX_LENGTH).all(axis=(1, 2))
     periodic = p.any(axis=1)
     if periodic.any():
-        lengths = np.sqrt((c * c).sum(axis=2))
-        det = (c[:, 0, 0] * (c[:, 1, 1] * c[:, 2, 2] - c[:, 1, 2] * c[:, 2, 1])
-               - c[:, 0, 1] * (c[:, 1, 0] * c[:, 2, 2] - c[:, 1, 2] * c[:, 2, 0])
-               + c[:, 0, 2] * (c[:, 1, 0] * c[:, 2, 1] - c[:, 1, 1] * c[:, 2, 0]))
-        with np.errstate(invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):  # a huge cell is flagged above
+            lengths = np.sqrt((c * c).sum(axis=2))
+            det = (c[:, 0, 0] * (c[:, 1, 1] * c[:, 2, 2] - c[:, 1, 2] * c[:, 2, 1])
+                   - c[:, 0, 1] * (c[:, 1, 0] * c[:, 2, 2] - c[:, 1, 2] * c[:, 2, 0])
+                   + c[:, 0, 2] * (c[:, 1, 0] * c[:, 2, 1] - c[:, 1, 1] * c[:, 2, 0]))
             degenerate = ((lengths < 1e-8) & p).any(axis=1) | ~(np.abs(det) >= 1e-8)
         bad |= periodic & degenerate
     if not _labels_look_finite(batch):
         for i, (e, s) in enumerate(zip(batch.energy, batch.stress, strict=True)):
-            if (e is not None and not math.isfinite(e)) or (
-                    s is not None and (s.shape != (6,) or not np.isfinite(s).all())):
+            if (e is not None and not abs(e) <= MAX_ENERGY_PER_ATOM * max(int(batch.counts[i]), 1)) or (
+                    s is not None and (s.shape != (6,) or not np.abs(s).max() <= MAX_STRESS_GPA)):
                 bad[i] = True
     if bad.any():
         i = int(np.argmax(bad))
@@ -528,8 +649,12 @@ def validate_batch(batch: FrameBatch, path: str) -> FrameBatch:
 def _labels_look_finite(batch: FrameBatch) -> bool:
     """Every energy finite and every stress six finite numbers, checked for the whole batch at
     once; False sends :func:`validate_batch` through the frames one by one to find which."""
-    if not all(math.isfinite(e) for e in batch.energy if e is not None):
-        return False
+    energies = [e for e in batch.energy if e is not None]
+    if energies:
+        per_atom = np.abs(np.array(energies)) / np.maximum(
+            batch.counts[[e is not None for e in batch.energy]], 1)
+        if not per_atom.max() <= MAX_ENERGY_PER_ATOM:
+            return False
     stresses = [s for s in batch.stress if s is not None]
     if not stresses:
         return True
@@ -537,7 +662,7 @@ def _labels_look_finite(batch: FrameBatch) -> bool:
         rows = np.stack(stresses)
     except ValueError:  # shapes differ
         return False
-    return rows.shape[1:] == (6,) and bool(np.isfinite(rows).all())
+    return rows.shape[1:] == (6,) and bool(np.abs(rows).max() <= MAX_STRESS_GPA)
 
 
 def validate_frame(frame: Frame, path: str) -> Frame:
@@ -554,6 +679,11 @@ def validate_frame(frame: Frame, path: str) -> Frame:
         raise IngestError("unknown chemical species", path=path, where=where)
     if not np.isfinite(frame.positions.sum()) and not np.isfinite(frame.positions).all():
         raise IngestError("positions contain NaN or inf", path=path, where=where)
+    if not np.abs(frame.positions).max() <= MAX_LENGTH:
+        raise IngestError(f"a coordinate is above {MAX_LENGTH:g} Å in size", path=path, where=where)
+    if not np.isfinite(frame.cell).all() or not np.abs(frame.cell).max() <= MAX_LENGTH:
+        raise IngestError(f"a Lattice (cell) component is NaN, inf or above {MAX_LENGTH:g} Å",
+                          path=path, where=where)
     if frame.pbc.any():
         c = frame.cell
         lengths = np.sqrt((c * c).sum(axis=1))
@@ -573,6 +703,9 @@ def validate_frame(frame: Frame, path: str) -> Frame:
 def validate_labels(labels: Labels, n_atoms: int, *, path: str, where: str) -> None:
     if labels.energy is not None and not math.isfinite(labels.energy):
         raise IngestError(f"energy is {labels.energy}", path=path, where=where)
+    if labels.energy is not None and abs(labels.energy) > MAX_ENERGY_PER_ATOM * max(n_atoms, 1):
+        raise IngestError(f"energy {labels.energy:g} eV is above {MAX_ENERGY_PER_ATOM:g} eV per"
+                          " atom in size", path=path, where=where)
     if labels.forces is not None:
         f = labels.forces
         if f.shape != (n_atoms, 3):
@@ -585,9 +718,16 @@ def validate_labels(labels: Labels, n_atoms: int, *, path: str, where: str) -> N
         if not np.isfinite(f.sum()) and not np.isfinite(f).all():
             bad = int(np.argwhere(~np.isfinite(f))[0][0])
             raise IngestError(f"forces contain NaN or inf (atom {bad})", path=path, where=where)
+        if f.size and not np.abs(f).max() <= MAX_FORCE:
+            bad = int(np.argwhere(np.abs(f) > MAX_FORCE)[0][0])
+            raise IngestError(f"a force is above {MAX_FORCE:g} eV/Å in size (atom {bad})",
+                              path=path, where=where)
     if labels.stress is not None:
         s = labels.stress
         if s.shape != (6,):
             raise IngestError(f"stress has shape {s.shape}, expected 6", path=path, where=where)
         if not np.all(np.isfinite(s)):
             raise IngestError("stress contains NaN or inf", path=path, where=where)
+        if not np.abs(s).max() <= MAX_STRESS_GPA:
+            raise IngestError(f"a stress component is above {MAX_STRESS_GPA:g} GPa in size",
+                              path=path, where=where)

@@ -6,12 +6,13 @@ a crash between the two leaves files no row points to, which ``warehouse check -
 removes. What a removal deletes:
 
 * a model: its predictions with their error sums, atom grades, training records, ensemble
-  memberships, MD runs (series, observables), timings and properties, and its leaderboard
-  rollup rows. Ingest provenance (``warehouse runs``) stays: it is history.
+  memberships, MD runs (series, observables), timings and properties, and its kept
+  leaderboard sums. Ingest provenance (``warehouse runs``) stays: it is history.
 * a dataset: its memberships; the structures that belong to no other dataset, with their
   references, every model's predictions of them and their grades (a property that pointed at
   such a structure keeps its value and loses the pointer); references of shared structures at
-  the dataset's level of theory that no other dataset at that level uses; its rollup rows.
+  the dataset's level of theory that no other dataset at that level uses; its kept leaderboard
+  sums.
 
 A model's lake files sit under a ``model=<name>`` partition folder; a rename moves them (copies
 first, rows updated in the transaction, the old copies deleted after the commit), so that a
@@ -149,8 +150,9 @@ def remove_model(wh: Warehouse, name: str, *, dry_run: bool = False) -> Removal:
         out.counts["MD runs"] = _delete_in(s, m.MDRun, m.MDRun.id, runs)
         out.counts["timings"] = s.execute(delete(m.Timing).where(m.Timing.model_id == mid)).rowcount
         out.counts["properties"] = s.execute(delete(m.Property).where(m.Property.model_id == mid)).rowcount
-        # the rollup's rows of this model (the kept sums of queries.rollup): gone with it
-        s.execute(delete(m.LeaderboardRollup).where(m.LeaderboardRollup.model_id == mid))
+        # the leaderboard's kept sums of this model (warehouse.keptsums): the foreign key cascades
+        # too; deleted here so that the removal does not depend on the engine enforcing it
+        s.execute(delete(m.LeaderboardSums).where(m.LeaderboardSums.model_id == mid))
         s.execute(delete(m.Model).where(m.Model.id == mid))
         return _finish(wh, s, out, files, dry_run)
 
@@ -269,7 +271,8 @@ def remove_dataset(wh: Warehouse, name: str, *, dry_run: bool = False) -> Remova
         files |= set(_chunked_scalars(s, m.Structure.lake_file_id, m.Structure.id, only))
         _delete_in(s, m.StructureElement, m.StructureElement.structure_id, only)
         out.counts["structures"] = _delete_in(s, m.Structure, m.Structure.id, only)
-        s.execute(delete(m.LeaderboardRollup).where(m.LeaderboardRollup.dataset_id == ds.id))
+        for kept in (m.LeaderboardSums, m.LeaderboardExpected):  # warehouse.keptsums, as above
+            s.execute(delete(kept).where(kept.dataset_id == ds.id))
         s.execute(delete(m.Dataset).where(m.Dataset.id == ds.id))
         return _finish(wh, s, out, files, dry_run)
 

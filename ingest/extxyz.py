@@ -18,11 +18,32 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import re
+import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.atoms import DEFAULT_KEYS, LabelKeys, batch_from_dicts, frame_from_atoms, validate_frame
-from warehouse.errors import IngestError
+from ingest import xyzheader
+from ingest.atoms import (
+    DEFAULT_KEYS,
+    STRESS_KEYS,
+    VIRIAL_KEYS,
+    LabelKeys,
+    batch_from_dicts,
+    frame_from_atoms,
+    validate_frame,
+)
+from ingest.xyzheader import (
+    HeaderError,
+    atom_count,
+    check_after_c,
+    check_atom_lines,
+    check_before_c,
+    check_comment,
+)
+from ingest.textio import reader_guard
+from warehouse.errors import IngestError, missing_file
 from warehouse.records import BATCH_ATOMS, Frame, FrameBatch
 
 # A comment line longer than this is not a real extended XYZ header (the longest real ones, with
@@ -32,6 +53,7 @@ _SCAN_BLOCK = 1 << 22
 # Batches read ahead in a reader process: small enough that the loader starts soon and finishes
 # soon after the reader (the pipeline's fill and drain), large enough to amortise per-batch work.
 READ_AHEAD_BATCH_ATOMS = 100_000
+_TENSOR_KEYS = {k.lower() for k in (*STRESS_KEYS, *VIRIAL_KEYS)}
 
 try:  # the C parser is an optional speed-up; ASE reads everything it reads
     from extxyz import cextxyz as _cx
@@ -57,7 +79,11 @@ def scan_file(path: str | Path) -> str:
         with open(path, "rb") as raw:
             compressed = path.endswith(".gz")
             src = gzip.open(raw) if compressed else raw
+            limit = expansion_limit(Path(path).stat().st_size) if compressed else None
             while block := src.read(_SCAN_BLOCK):
+                if limit is not None and offset + len(block) > limit:
+                    raise IngestError(_expansion_message(Path(path).stat().st_size, limit),
+                                      path=path)
                 if not compressed:
                     h.update(block)
                 if (nul := block.find(b"\0")) >= 0:
@@ -79,7 +105,7 @@ def scan_file(path: str | Path) -> str:
                 raw.seek(0)
                 while block := raw.read(_SCAN_BLOCK):
                     h.update(block)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         if isinstance(exc, IngestError):
             raise
         raise IngestError(f"cannot read ({exc})", path=path) from exc
@@ -109,6 +135,7 @@ def parse_extxyz(
         yield from batch.frames()
 
 
+@reader_guard
 def parse_extxyz_batches(
     path: str | Path, *, reader: str = "auto", keys: LabelKeys = DEFAULT_KEYS,
     batch_atoms: int = BATCH_ATOMS,
@@ -120,7 +147,7 @@ def parse_extxyz_batches(
     """
     path = str(path)
     if not Path(path).is_file():
-        raise IngestError("no such file", path=path)
+        raise missing_file(path)
     if Path(path).stat().st_size == 0:
         raise IngestError("file is empty", path=path)
     try:
@@ -242,33 +269,72 @@ def _parse(path: str, reader: str, keys: LabelKeys, batch_atoms: int) -> Iterato
 
 def _iter_c(path: str, state: dict[str, bool]) -> Iterator[tuple[int, dict, dict]]:
     """The C parser's (natoms, info, arrays) per frame; where it cannot go on, sets
-    ``state["complete"]`` false (ASE then reads from that frame on)."""
+    ``state["complete"]`` false (ASE then reads from that frame on, and names the problem).
+
+    The parser sees a frame only after its two header lines are read here: it crashes
+    (segfault) on an atom count it cannot allocate, wraps counts past 2^32, keeps the last of
+    a key given twice, and stops at a blank line (skipped here, in bulk).
+    """
     size = Path(path).stat().st_size
     fp = _cx.cfopen(path, "r")
     try:
-        while True:
-            pos = _cx.cftell(fp)
-            try:
-                natoms, info, arrays = _cx.read_frame_dicts(fp, use_cleri=False)
-            except EOFError:
-                # the C parser treats a truncated last frame as the end: ASE names the problem
-                state["complete"] = not _has_text_after(path, pos, size)
-                return
-            except Exception:  # noqa: BLE001 - any parser complaint: let ASE decide and explain
-                state["complete"] = False
-                return
-            info.pop("Properties", None)
-            yield natoms, info, arrays
+        with open(path, "rb") as fh:
+            while True:
+                pos = _cx.cftell(fp)
+                fh.seek(pos)
+                first = fh.readline(MAX_LINE_BYTES + 1)
+                if first and first.isspace():
+                    if (pos := _skip_blank(fh, pos)) is None:
+                        return  # only blank lines left
+                    _cx.cfseek(fp, pos, 0)
+                    first = fh.readline(MAX_LINE_BYTES + 1)
+                if not first:
+                    return
+                comment = fh.readline(MAX_LINE_BYTES + 1)
+                if not check_before_c(first, comment, size - fh.tell()):
+                    state["complete"] = False  # the ASE path refuses it, naming frame and line
+                    return
+                try:
+                    natoms, info, arrays = _cx.read_frame_dicts(fp, use_cleri=False)
+                except EOFError:
+                    # the C parser treats a truncated last frame as the end: ASE names the problem
+                    state["complete"] = not _has_text_after(path, pos, size)
+                    return
+                except Exception:  # noqa: BLE001 - any parser complaint: let ASE decide and explain
+                    state["complete"] = False
+                    return
+                try:
+                    check_after_c(comment, info)
+                except (HeaderError, UnicodeDecodeError):
+                    state["complete"] = False
+                    return
+                info.pop("Properties", None)
+                yield natoms, info, arrays
     finally:
         _cx.cfclose(fp)
+
+
+_NON_BLANK = re.compile(rb"\S")
+
+
+def _skip_blank(fh, pos: int) -> int | None:
+    """The offset of the first line at or after ``pos`` that is not blank (None at the end),
+    found a block at a time: a file of blank lines costs no loop per line."""
+    fh.seek(pos)
+    while block := fh.read(1 << 16):  # small: a blank line between frames is common
+        if (m := _NON_BLANK.search(block)) is not None:
+            start = pos + block.rfind(b"\n", 0, m.start()) + 1
+            fh.seek(start)
+            return start
+        pos += len(block)
+    return None
 
 
 def _has_text_after(path: str, pos: int, size: int) -> bool:
     if pos >= size:
         return False
     with open(path, "rb") as fh:
-        fh.seek(pos)
-        return bool(fh.read().strip())
+        return _skip_blank(fh, pos) is not None
 
 
 def _iter_ase(path: str, *, start: int = 0, keys: LabelKeys = DEFAULT_KEYS) -> Iterator[Frame]:
@@ -276,42 +342,177 @@ def _iter_ase(path: str, *, start: int = 0, keys: LabelKeys = DEFAULT_KEYS) -> I
 
     (``ase.io.iread`` indexes the whole file first and reports header errors as frame 0.)
     """
+    import ase.io  # deferred: it pulls in scipy (~0.6 s); only the fallback needs it
+
+    for frame_text in frame_texts(path, keys=keys):
+        if frame_text.index < start:
+            continue
+        try:
+            atoms = ase.io.read(io.StringIO(frame_text.text), format="extxyz")
+        except Exception as exc:  # ASE raises many types for malformed input
+            raise IngestError(_describe(exc), path=path, where=frame_text.where) from exc
+        try:
+            frame = frame_from_atoms(atoms, frame_text.index, keys=keys)
+        except IngestError as exc:
+            raise IngestError(exc.message, path=path, where=frame_text.where) from exc
+        yield frame
+
+
+@dataclass(frozen=True, slots=True)
+class FrameText:
+    """One frame's text, its header checked (:mod:`ingest.xyzheader`) and every atom line with
+    exactly the declared columns, ready for ASE."""
+
+    index: int
+    line: int  # of its atom-count line, from 1
+    text: str
+
+    @property
+    def where(self) -> str:
+        return f"frame {self.index}, line {self.line}"
+
+
+def frame_texts(path: str, *, keys: LabelKeys = DEFAULT_KEYS) -> Iterator[FrameText]:
+    """Every frame of an extended XYZ file (plain or .gz) as checked text. Work is bounded by
+    the bytes present: blank lines are skipped in bulk, a count is never looped over past the
+    file's end, and a compressed file may not expand beyond :func:`expansion_limit`."""
     line_no = 0
     index = 0
-    try:
-        with _opener(path)(path, "rt", encoding="utf-8") as fh:
-            while line := fh.readline():
-                line_no += 1
-                if not line.strip():
-                    continue  # blank lines between or after frames
-                where = f"frame {index}, line {line_no}"
+    with _LineReader(path) as src:
+        while True:
+            line_no += src.skip_blank_lines()
+            if not (line := src.readline()):
+                break
+            line_no += 1
+            where = f"frame {index}, line {line_no}"
+            comment_at = f"frame {index}, line {line_no + 1}"
+            try:
+                natoms = atom_count(_text(line), src.bytes_left())
+            except HeaderError as exc:
+                raise IngestError(str(exc), path=path, where=where) from None
+            try:
+                if not (comment := src.readline()):
+                    raise HeaderError("file ends after the atom count (truncated frame)")
+                header = check_comment(_text(comment))
+                comment_text = _voigt_comment(header, _text(comment), keys)
+            except HeaderError as exc:
+                raise IngestError(str(exc), path=path, where=comment_at) from None
+            atom_lines = []
+            for k in range(natoms):
+                if not (more := src.readline()):
+                    raise IngestError(f"file ends inside the frame: {natoms} atoms announced,"
+                                      f" {k} found (truncated frame)", path=path, where=where)
                 try:
-                    natoms = int(line.split()[0])
-                    if natoms < 0:
-                        raise ValueError
-                except ValueError:
-                    raise IngestError(f"expected the number of atoms, got {line.strip()[:40]!r}",
-                                      path=path, where=where) from None
-                lines = [line]
-                for k in range(natoms + 1):
-                    if not (more := fh.readline()):
-                        raise IngestError(
-                            f"file ends inside the frame: {natoms} atoms announced, {max(k - 1, 0)}"
-                            " found (truncated frame)", path=path, where=where)
-                    lines.append(more)
-                line_no += natoms + 1
-                if index >= start:
-                    import ase.io  # deferred: it pulls in scipy (~0.6 s); only the fallback needs it
+                    atom_lines.append(_text(more))
+                except HeaderError as exc:
+                    raise IngestError(str(exc), path=path,
+                                      where=f"frame {index}, line {line_no + 2 + k}") from None
+            if (bad := check_atom_lines(atom_lines, header)) is not None:
+                raise IngestError(bad[1], path=path, where=f"frame {index}, line {line_no + 2 + bad[0]}")
+            yield FrameText(index, line_no, "".join([_text(line), comment_text, *atom_lines]))
+            line_no += natoms + 1
+            index += 1
 
-                    try:
-                        atoms = ase.io.read(io.StringIO("".join(lines)), format="extxyz")
-                    except Exception as exc:  # ASE raises many types for malformed input
-                        raise IngestError(_describe(exc), path=path, where=where) from exc
-                    yield frame_from_atoms(atoms, index, keys=keys)
-                index += 1
+
+def _text(line: bytes) -> str:
+    try:
+        return line.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise IngestError(f"not UTF-8 text ({exc.reason})", path=path,
-                          where=f"frame {index}, line {line_no + 1}") from exc
+        raise HeaderError(f"not UTF-8 text ({exc.reason})") from None
+
+
+def _voigt_comment(header, comment: str, keys: LabelKeys) -> str:
+    """The comment line with six-component stress or virial values (in the order
+    ``keys.voigt_order`` gives; refused without one) and two-dimensional ``[[...]]`` ones written
+    out as 9 numbers, the one form ASE reads; a 3x3 must be symmetric
+    (:func:`ingest.atoms.tensor_to_voigt`)."""
+    from ingest.atoms import tensor_to_voigt, voigt_to_full
+
+    for key, raw in header.pairs.items():
+        if key.lower() not in _TENSOR_KEYS or raw is None:
+            continue
+        words, dim = xyzheader.array_words(raw)
+        try:
+            values = xyzheader.numbers(key, raw, len(words), two_d=True)
+            voigt = tensor_to_voigt(values, key, keys.voigt_order)
+        except ValueError as exc:
+            raise HeaderError(str(exc)) from None
+        if len(values) == 6 or dim == 2:  # as 9 numbers, the one form ASE reads
+            full = " ".join(repr(float(v)) for v in voigt_to_full(voigt).reshape(9))
+            comment = comment.replace(f"{key}={raw}", f'{key}="{full}"', 1)
+    return comment
+
+
+class _LineReader:
+    """Lines of a plain or gzip-compressed file, each at most ``MAX_LINE_BYTES``, with blank
+    runs skipped a block at a time and the expansion of a compressed file limited."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.size = Path(path).stat().st_size
+        self.compressed = path.endswith(".gz")
+        self.limit = expansion_limit(self.size) if self.compressed else None
+        self.raw = open(path, "rb")  # noqa: SIM115 - closed in __exit__
+        self.fh = gzip.open(self.raw) if self.compressed else self.raw
+        self.read = 0
+
+    def __enter__(self) -> _LineReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.fh.close()
+        self.raw.close()
+
+    def _count(self, n: int) -> None:
+        self.read += n
+        if self.limit is not None and self.read > self.limit:
+            raise IngestError(_expansion_message(self.size, self.limit), path=self.path)
+
+    def bytes_left(self) -> int | None:
+        return None if self.compressed else self.size - self.read
+
+    def readline(self) -> bytes:
+        try:
+            line = self.fh.readline(MAX_LINE_BYTES + 1)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise IngestError(f"cannot read ({exc})", path=self.path) from exc
+        self._count(len(line))
+        if len(line) > MAX_LINE_BYTES:
+            raise IngestError(f"line is longer than {MAX_LINE_BYTES} bytes", path=self.path)
+        return line
+
+    def skip_blank_lines(self) -> int:
+        """Consume blank lines; return how many."""
+        n = 0
+        while True:
+            try:
+                buf = self.fh.peek(1 << 16)
+            except (OSError, EOFError, zlib.error) as exc:
+                raise IngestError(f"cannot read ({exc})", path=self.path) from exc
+            if not buf:
+                return n
+            m = _NON_BLANK.search(buf)
+            end = len(buf) if m is None else buf.rfind(b"\n", 0, m.start()) + 1
+            if end == 0:
+                return n
+            n += buf.count(b"\n", 0, end)
+            self.fh.read(end)
+            self._count(end)
+
+
+# A compressed file may expand this many times its size (real extended XYZ: 3-10x), and at least
+# to MIN_EXPANDED_BYTES: beyond that it is a decompression bomb, refused with a message.
+MAX_EXPANSION = 100
+MIN_EXPANDED_BYTES = 1 << 26
+
+
+def expansion_limit(compressed_size: int) -> int:
+    return max(MAX_EXPANSION * compressed_size, MIN_EXPANDED_BYTES)
+
+
+def _expansion_message(size: int, limit: int) -> str:
+    return (f"expands to more than {limit:,} bytes ({MAX_EXPANSION}x its {size:,} compressed"
+            " bytes): refused as a decompression bomb; decompress it yourself if it is real")
 
 
 def _describe(exc: Exception) -> str:

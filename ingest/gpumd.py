@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from ingest.atoms import DEFAULT_KEYS, LabelKeys, validate_labels
 from ingest.extxyz import parse_extxyz
+from ingest.textio import reader_guard
 from warehouse.records import Frame, Labels, PredictionFrame
 from warehouse.errors import IngestError
 from warehouse.units import EV_PER_A3_TO_GPA, gpumd_voigt_to_ase_order
@@ -117,6 +119,7 @@ LOSS_COLUMNS = ("generation", "loss_total", "loss_l1", "loss_l2", "rmse_energy_t
                 "rmse_virial_test")
 
 
+@reader_guard
 def read_loss(path: str | Path) -> tuple[pa.Table, dict[str, float]]:
     """GPUMD ``loss.out`` (potential training: 10 columns) as a table and a summary of its last row.
 
@@ -160,13 +163,16 @@ def _check_rows(out: GpumdOutputs, frames: list[Frame], folder: Path, split: str
             )
 
 
+@reader_guard
 def parse_gpumd_split(
-    folder: str | Path, split: str, xyz: str | Path | None = None
+    folder: str | Path, split: str, xyz: str | Path | None = None, *,
+    keys: LabelKeys = DEFAULT_KEYS,
 ) -> tuple[list[Frame], list[PredictionFrame]]:
-    """The structures (with DFT labels from the xyz) and the model's predictions of one split."""
+    """The structures (with DFT labels from the xyz, read with ``keys``) and the model's
+    predictions of one split."""
     folder = Path(folder)
     out = read_outputs(folder, split, xyz)
-    frames = list(parse_extxyz(out.xyz))
+    frames = list(parse_extxyz(out.xyz, keys=keys))
     _check_rows(out, frames, folder, split)
     return frames, list(_predictions(frames, out))
 
@@ -180,6 +186,9 @@ def _predictions(frames: list[Frame], out: GpumdOutputs) -> Iterator[PredictionF
             # eV/atom, positive under compression -> sigma_ASE = -W/V (warehouse.units)
             w = gpumd_voigt_to_ase_order(out.virial[i, :6]) * n
             volume = abs(np.linalg.det(f.cell))
+            if not volume > 1e-8:  # a structure without a cell: no stress (and no division by 0)
+                raise IngestError("a virial needs a periodic cell with a volume", path=str(out.xyz),
+                                  where=f"frame {f.index}")
             stress = -w / volume * EV_PER_A3_TO_GPA
         labels = Labels(
             energy=float(out.energy[i, 0]) * n,
@@ -187,6 +196,9 @@ def _predictions(frames: list[Frame], out: GpumdOutputs) -> Iterator[PredictionF
             stress=stress,
         )
         start += n
+        # predicted values obey the bounds of docs/INPUT.md as references do (NaN is refused
+        # when the tables are read)
+        validate_labels(labels, n, path=str(out.xyz.parent), where=f"predictions of frame {f.index}")
         pred = Frame(
             numbers=f.numbers, positions=f.positions, cell=f.cell, pbc=f.pbc, index=f.index,
             labels=labels,

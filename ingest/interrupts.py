@@ -1,26 +1,83 @@
-"""Ctrl-C and SIGTERM delivered between database statements, never inside one.
+"""Ctrl-C and SIGTERM take effect at once, from process start, but never inside a database call.
 
-An interrupt raised inside a driver call (sqlite3's executemany, psycopg's COPY) leaves that
-connection invalidated but not closed; on SQLite its half-run statement keeps the write lock, so
-the rollback and the failed-run row behind it would wait out the busy timeout and be lost. The
-CLI's signal handlers call :func:`interrupt`, which raises at once outside a :func:`critical`
-block and at its end inside one; the loader wraps each batch's database work in one.
+The console script installs :func:`install` as its very first step, so a signal during the
+imports, the command-line parsing, long CPU work (matching, error sums) or a wait is raised
+there and then as :class:`Interrupted`, which the CLI turns into "Interrupted: nothing from this
+command was kept." and exit status 130 (SIGINT) or 143 (SIGTERM). ``Interrupted`` is a
+``BaseException``, so no ``except Exception`` on the way swallows it, and every ``ingest_run`` on
+the way rolls back its transaction and removes its lake files.
+
+Two places defer it instead of raising:
+
+- Inside a database driver call on the main thread (between SQLAlchemy's
+  ``before_cursor_execute`` and ``after_cursor_execute``, tracked by :func:`watch_engine`). An
+  exception raised inside sqlite3's or psycopg's call leaves the connection invalidated but not
+  closed; on SQLite its half-run statement keeps the write lock, so the rollback and the failed
+  run's row would wait out the busy timeout. The signal is raised a moment after the call
+  returns (a 50 ms timer checks again), which for the statements an ingest sends is well within
+  a second.
+- Inside a :func:`critical` block: an ingest's commit, which must either land whole or be undone
+  whole; the interrupt is raised when the block ends (``ingest_run`` then finds out which).
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-_depth = 0
+# the exit status of a process ended by a signal, as a shell reports it
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+RECHECK_S = 0.05
+
+_depth = 0  # critical blocks entered
+_in_call = False  # a driver call in progress on the main thread
 _pending: BaseException | None = None
+_main = threading.main_thread()
+
+
+class Interrupted(BaseException):
+    """A SIGINT or SIGTERM: the command stops, and keeps nothing it had not committed."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.exit_code = EXIT_CODES.get(signum, 128 + signum)
+        super().__init__(f"interrupted by signal {signal.Signals(signum).name}")
+
+
+def install() -> None:
+    """Raise :class:`Interrupted` on SIGINT and SIGTERM from now on (main thread only)."""
+    if threading.current_thread() is not _main:
+        return
+    for sig in EXIT_CODES:
+        signal.signal(sig, _on_signal)
+    signal.signal(signal.SIGALRM, _on_recheck)
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    # one interrupt per command: a second Ctrl-C or TERM must not cut the rollback short
+    for sig in EXIT_CODES:
+        signal.signal(sig, signal.SIG_IGN)
+    interrupt(Interrupted(signum))
+
+
+def _on_recheck(_signum: int, _frame: Any) -> None:
+    global _pending
+    if _pending is not None and not _depth:
+        exc, _pending = _pending, None
+        interrupt(exc)
 
 
 def interrupt(exc: BaseException) -> None:
-    """Raise ``exc`` now, or when the current critical block ends."""
+    """Raise ``exc`` now; inside a driver call shortly after it; inside a critical block when
+    the block ends."""
     global _pending
-    if _depth:
+    if _depth or _in_call:
         _pending = exc
+        if not _depth:
+            signal.setitimer(signal.ITIMER_REAL, RECHECK_S)
         return
     raise exc
 
@@ -37,3 +94,30 @@ def critical() -> Iterator[None]:
         if _depth == 0 and _pending is not None:
             exc, _pending = _pending, None
             raise exc
+
+
+def watch_engine(engine: Any) -> None:
+    """Track the main thread's driver calls on ``engine`` (see the module notes); once."""
+    from sqlalchemy import event
+
+    if event.contains(engine, "before_cursor_execute", _call_starts):
+        return
+    event.listen(engine, "before_cursor_execute", _call_starts)
+    event.listen(engine, "after_cursor_execute", _call_ends)
+    event.listen(engine, "handle_error", _call_failed)
+
+
+def _call_starts(*_args: Any) -> None:
+    global _in_call
+    if threading.current_thread() is _main:
+        _in_call = True
+
+
+def _call_ends(*_args: Any) -> None:
+    global _in_call
+    if threading.current_thread() is _main:
+        _in_call = False
+
+
+def _call_failed(_context: Any) -> None:
+    _call_ends()

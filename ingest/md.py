@@ -11,12 +11,9 @@ column: times come from the ``run.in`` beside it (``time_step`` in fs, propagati
 writes a row when ``(step + 1) % N == 0``, so row k of a stage sits at ``(k + 1) N`` steps after
 the stage's start.
 
-**LAMMPS log** (:mod:`ingest.md_lammps`): every thermo table (header line starting with ``Step``, rows up to ``Loop time``)
-is a stage; ``units``, ``timestep``, ``thermo`` and ``fix ... nve|nvt|npt`` echoed in the log set
-the units, time step and ensemble. Pressures are converted to GPa and energies to eV (``metal``
-and ``real`` units); well-known keywords get the warehouse's names (Temp -> temperature, TotEng ->
-total_energy, Pxx -> pressure_xx, ...), others keep theirs. LAMMPS repeats the last row of a run
-as the first of the next; that duplicate is dropped.
+**LAMMPS log** (:mod:`ingest.md_lammps`): every ``run`` and ``minimize`` (its thermo table, a
+header line starting with ``Step``, rows up to ``Loop time``) is a stage, ``reset_timestep``
+included; see that module for the rules.
 
 **Series / profile table** (CSV or Parquet, documented in ``docs``-style here):
 one column per quantity, named ``name [unit]`` (CSV header) or carrying a ``unit`` field-metadata
@@ -41,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ingest.textio import reader_guard, strict_float, text_errors
 from warehouse.errors import IngestError
 
 GPUMD_LAYOUTS: dict[int, tuple[str, ...]] = {
@@ -75,6 +73,7 @@ class Stage:
     pressure_gpa: float | None = None
     first_row: int = 0
     n_rows: int = 0
+    n_atoms: int | None = None  # where the engine states it per run (LAMMPS's Loop time line)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -133,6 +132,7 @@ def _npt_pressure(args: list[float]) -> float | None:
     return None
 
 
+@reader_guard
 def parse_gpumd_run_in(path: str | Path) -> list[Stage]:
     """Stages (one per ``run``) of a GPUMD ``run.in``."""
     path = str(path)
@@ -212,6 +212,7 @@ def _read_numeric_rows(path: str, ncols_allowed: dict[int, Any]) -> tuple[np.nda
     return np.array(rows, dtype=np.float64), width
 
 
+@reader_guard
 def parse_gpumd_thermo(
     path: str | Path,
     *,
@@ -326,26 +327,31 @@ def _split_header(name: str) -> tuple[str, str | None]:
 def _read_csv_columns(path: str) -> tuple[dict[str, np.ndarray], dict[str, str | None], list[int]]:
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise IngestError("empty file", path=path) from None
-        names, units = zip(*(_split_header(h) for h in header), strict=True)
-        if len(set(names)) != len(names):
-            raise IngestError(f"a column name appears twice in {list(names)}", path=path, where="line 1")
-        rows, lines = [], []
-        for row in reader:
-            if not row or not "".join(row).strip():
-                continue
-            lineno = reader.line_num
-            if len(row) != len(names):
-                raise IngestError(f"{len(row)} values for {len(names)} columns", path=path,
-                                  where=f"line {lineno}")
-            try:
-                rows.append([float(v) for v in row])
-            except ValueError as exc:
-                raise IngestError(f"not a number ({exc})", path=path, where=f"line {lineno}") from exc
-            lines.append(lineno)
+        with text_errors(path, reader):
+            return _csv_columns(reader, path)
+
+
+def _csv_columns(reader, path: str) -> tuple[dict[str, np.ndarray], dict[str, str | None], list[int]]:
+    """Named float columns from a CSV reader whose first row is the header."""
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise IngestError("empty file", path=path) from None
+    if not header:
+        raise IngestError("the first line must name the columns", path=path, where="line 1")
+    names, units = zip(*(_split_header(h) for h in header), strict=True)
+    if len(set(names)) != len(names):
+        raise IngestError(f"a column name appears twice in {list(names)}", path=path, where="line 1")
+    rows, lines = [], []
+    for row in reader:
+        if not row or not "".join(row).strip():
+            continue
+        lineno = reader.line_num
+        if len(row) != len(names):
+            raise IngestError(f"{len(row)} values for {len(names)} columns", path=path,
+                              where=f"line {lineno}")
+        rows.append([strict_float(v, "value", path=path, where=f"line {lineno}") for v in row])
+        lines.append(lineno)
     if not rows:
         raise IngestError("no data rows", path=path)
     data = np.array(rows, dtype=np.float64)
@@ -372,6 +378,7 @@ def _read_parquet_columns(path: str) -> tuple[dict[str, np.ndarray], dict[str, s
     return cols, units, list(range(1, table.num_rows + 1))
 
 
+@reader_guard
 def parse_table(
     path: str | Path,
     *,
@@ -415,21 +422,20 @@ def parse_table(
                   notes=notes)
 
 
+@reader_guard
 def parse_observables_csv(path: str | Path) -> list[ReportedObservable]:
     """``name,value,unit[,method]`` rows: scalars a study reported."""
     path = str(path)
     out = []
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
+    with open(path, newline="", encoding="utf-8") as fh, text_errors(path, reader := csv.DictReader(fh)):
         if not reader.fieldnames or not {"name", "value"} <= set(reader.fieldnames):
             raise IngestError("an observables table needs the columns name,value[,unit,method]",
                               path=path, where="line 1")
         for row in reader:
-            try:
-                value = float(row["value"])
-            except (TypeError, ValueError) as exc:
-                raise IngestError(f"value {row['value']!r} is not a number", path=path,
-                                  where=f"line {reader.line_num}") from exc
+            if None in row:
+                raise IngestError("more values than the header names", path=path,
+                                  where=f"line {reader.line_num}")
+            value = strict_float(row["value"], "value", path=path, where=f"line {reader.line_num}")
             if not math.isfinite(value) or not (row.get("name") or "").strip():
                 raise IngestError("needs a name and a finite value", path=path,
                                   where=f"line {reader.line_num}")

@@ -29,8 +29,9 @@ import pyarrow as pa
 from sqlalchemy import select
 
 from ingest import md as parsers
-from ingest.md_lammps import parse_lammps_log
+from ingest.md_lammps import STATIC_KINDS, parse_lammps_log
 from ingest.loader import IngestSummary, Loader, ingest_run
+from ingest.writers.conflicts import with_retries
 from ingest.md import MDData, ReportedObservable
 from warehouse import models as m
 from warehouse.core import Warehouse
@@ -72,8 +73,11 @@ def parse_md_path(
     p = Path(path)
     if p.is_dir() and (p / "thermo.out").is_file():
         p = p / "thermo.out"
+    if p.is_dir():
+        raise IngestError("this is a folder without a thermo.out; name the MD output file (a"
+                          " thermo.out, a LAMMPS log, a series table)", path=str(path))
     if not p.is_file():
-        raise IngestError("no such file (or a folder without thermo.out)", path=str(path))
+        raise IngestError("no such file", path=str(path))
     fmt = fmt or parsers.detect_md_format(p)
     if fmt == "gpumd-thermo":
         data = [parsers.parse_gpumd_thermo(p, run_in=run_in, timestep_fs=timestep_fs, every=every)]
@@ -108,28 +112,34 @@ def ingest_md(
     data, reported, source = parse_md_path(path, fmt=fmt, run_in=run_in,
                                            timestep_fs=opts.timestep_fs, every=every, series=series)
     sha = sha256_file(source)
-    with ingest_run(wh, kind="md", source=str(source), source_sha256=sha, argv=argv) as ld:
-        run = _find_or_create_run(ld, opts, data)
-        sources = dict((run.extra or {}).get("sources", {}))
-        if sha in sources:
-            ld.summary.seen("md files")
-            ld.summary.notes.append(f"{source} is already stored in MD run {run.id}")
-            return ld.summary
-        for d in data:
-            _add_series(ld, run, d, source)
-            _derive(ld, run, d, opts)
-        for obs in [*reported, *observables]:
-            _add_observable(ld, run, obs.name, obs.value, obs.unit, obs.method,
-                            {"source": str(source)} if obs in reported else None)
-        extra = dict(run.extra or {})
-        extra["sources"] = {**sources, sha: str(source)}
-        run.extra = extra
-        ld.s.flush()
-    return ld.summary
+
+    def attempt(_: int) -> IngestSummary:
+        with ingest_run(wh, kind="md", source=str(source), source_sha256=sha, argv=argv) as ld:
+            run = _find_or_create_run(ld, opts, data)
+            sources = dict((run.extra or {}).get("sources", {}))
+            if sha in sources:
+                ld.summary.seen("md files")
+                ld.summary.notes.append(f"{source} is already stored in MD run {run.id}")
+                return ld.summary
+            for d in data:
+                _add_series(ld, run, d, source)
+                _derive(ld, run, d, opts)
+            for obs in [*reported, *observables]:
+                _add_observable(ld, run, obs.name, obs.value, obs.unit, obs.method,
+                                {"source": str(source)} if obs in reported else None)
+            extra = dict(run.extra or {})
+            extra["sources"] = {**sources, sha: str(source)}
+            run.extra = extra
+            ld.s.flush()
+        return ld.summary
+
+    return with_retries(attempt, what=str(source))
 
 
 def _find_or_create_run(ld: Loader, opts: RunOptions, data: list[MDData]) -> m.MDRun:
     model_id = ld.model(opts.model) if opts.model else None
+    # no unique key spans (system, model, label): concurrent ingests for one run queue here
+    ld.names.lock("md-run", opts.system, model_id, opts.label)
     stmt = select(m.MDRun).where(
         m.MDRun.system == opts.system,
         m.MDRun.model_id.is_(None) if model_id is None else m.MDRun.model_id == model_id,
@@ -172,7 +182,7 @@ def _add_series(ld: Loader, run: m.MDRun, d: MDData, source: Path) -> None:
     ld.s.flush()
     table = pa.table({"md_series_id": pa.array(np.full(d.n_rows, row.id), pa.int64()),
                       **{k: pa.array(v, pa.float64()) for k, v in d.columns.items()}})
-    model = ld.s.get(m.Model, run.model_id).name if run.model_id else "none"
+    model = ld.names.model_name(run.model_id) or "none"
     ld.fill_lake_file(lf, "md_series", table, model=model, system=run.system)
     extra = dict(run.extra or {})
     extra.setdefault("series", {})[d.name] = {
@@ -199,16 +209,23 @@ def _add_observable(ld: Loader, run: m.MDRun, name: str, value: float, unit: str
     ld.summary.add("md observables")
 
 
-def _windows(d: MDData, run_ensemble: str | None) -> list[tuple[dict[str, Any], slice, str | None]]:
-    """(description, rows, ensemble kind) per stage, or one window over the whole series."""
+def _windows(d: MDData, run_ensemble: str | None
+             ) -> list[tuple[dict[str, Any], slice, str | None, int | None]]:
+    """(description, rows, ensemble kind, atoms) per stage, or one window over the whole series.
+
+    A stage without dynamics (a LAMMPS ``minimize`` or ``run 0``) gets no window: a mean
+    temperature or a drift over it means nothing.
+    """
     stages = [s for s in d.stages if s.n_rows]
     if len(stages) > 1:
         return [({"stage": s.index, "ensemble": s.ensemble}, slice(s.first_row, s.first_row + s.n_rows),
-                 s.kind) for s in stages]
+                 s.kind, s.n_atoms) for s in stages if s.kind not in STATIC_KINDS]
     if len(stages) == 1:
         s = stages[0]
-        return [({"ensemble": s.ensemble}, slice(0, d.n_rows), s.kind or run_ensemble)]
-    return [({}, slice(0, d.n_rows), run_ensemble)]
+        if s.kind in STATIC_KINDS:
+            return []
+        return [({"ensemble": s.ensemble}, slice(0, d.n_rows), s.kind or run_ensemble, s.n_atoms)]
+    return [({}, slice(0, d.n_rows), run_ensemble, None)]
 
 
 def observable_name(base: str, desc: dict[str, Any], *, n_nve: int = 0) -> str:
@@ -242,15 +259,16 @@ def total_energy(columns: dict[str, np.ndarray]) -> np.ndarray | None:
 def _derive(ld: Loader, run: m.MDRun, d: MDData, opts: RunOptions) -> None:
     if d.kind == "series":
         windows = _windows(d, run.ensemble)
-        n_nve = sum((k or "").upper() == "NVE" for _, _, k in windows)
-        for desc, rows, kind in windows:
-            _derive_window(ld, run, d, desc, rows, kind, n_nve)
+        n_nve = sum((k or "").upper() == "NVE" for _, _, k, _ in windows)
+        for desc, rows, kind, n_atoms in windows:
+            _derive_window(ld, run, d, desc, rows, kind, n_nve,
+                           opts.n_atoms or n_atoms or run.n_atoms)
     if (run.ensemble or "").lower() == "shock":
         _derive_spall(ld, run, d, opts.shock_axis)
 
 
 def _derive_window(ld: Loader, run: m.MDRun, d: MDData, desc: dict[str, Any], rows: slice,
-                   kind: str | None, n_nve: int) -> None:
+                   kind: str | None, n_nve: int, n_atoms: int | None) -> None:
     t = d.columns["time"][rows]
     span = {"series": d.name, **desc, "rows": [rows.start + 1, rows.stop],
             "t_start_ps": float(t[0]), "t_end_ps": float(t[-1])}
@@ -272,12 +290,12 @@ def _derive_window(ld: Loader, run: m.MDRun, d: MDData, desc: dict[str, Any], ro
     energy = total_energy(d.columns)
     if (kind or "").upper() != "NVE" or energy is None or len(t) < 2:
         return
-    if not run.n_atoms:
+    if not n_atoms:
         ld.summary.notes.append(f"energy drift of {d.name!r} not derived: the atom count is"
                                 " unknown (pass --n-atoms)")
         return
-    drift = calc_energy_drift(t, energy[rows], run.n_atoms)
-    extra = {**span, "n_samples": drift.n_samples, "n_atoms": run.n_atoms}
+    drift = calc_energy_drift(t, energy[rows], n_atoms)
+    extra = {**span, "n_samples": drift.n_samples, "n_atoms": n_atoms}
     _add_observable(ld, run, observable_name("energy_drift_max", desc, n_nve=n_nve),
                     drift.max_abs_per_atom, "eV/atom",
                     f"max |E(t)-E(t0)|/N of series {d.name!r} over {where}", extra, derived=True)

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 from ase.data import atomic_numbers
 
-from ingest.atoms import validate_frame
+from ingest.atoms import label_number, validate_frame
+from ingest.textio import DuplicateKey, no_duplicate_keys, reader_guard
 from warehouse.records import Frame, Labels
-from warehouse.errors import IngestError
+from warehouse.errors import IngestError, missing_file
 from warehouse.units import vasp_kbar_to_gpa
 
 # mlearn's xx yy zz xy xz yz -> the warehouse's xx yy zz yz xz xy
@@ -31,7 +32,7 @@ MLEARN_TO_VOIGT = [0, 1, 2, 5, 4, 3]
 
 def _structure(d: dict[str, Any], where: str, path: str) -> tuple[np.ndarray, ...]:
     try:
-        cell = np.asarray(d["lattice"]["matrix"], dtype=np.float64)
+        cell = _numeric(d["lattice"]["matrix"], "lattice matrix")
         sites = d["sites"]
         symbols = []
         for site in sites:
@@ -42,36 +43,52 @@ def _structure(d: dict[str, Any], where: str, path: str) -> tuple[np.ndarray, ..
             symbols.append(species[0]["element"])
         numbers = np.array([atomic_numbers[s] for s in symbols], dtype=np.int32)
         if all("xyz" in site for site in sites):
-            positions = np.asarray([site["xyz"] for site in sites], dtype=np.float64)
+            positions = _numeric([site["xyz"] for site in sites], "xyz")
         else:
-            positions = np.asarray([site["abc"] for site in sites], dtype=np.float64) @ cell
+            positions = _numeric([site["abc"] for site in sites], "abc") @ cell
     except IngestError:
         raise
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise IngestError(f"not a pymatgen structure dict ({type(exc).__name__}: {exc})",
                           path=path, where=where) from exc
-    pbc = np.array(d["lattice"].get("pbc", (True, True, True)), dtype=np.bool_)
-    return numbers, positions, cell, pbc
+    pbc = d["lattice"].get("pbc", (True, True, True))
+    if not (isinstance(pbc, list | tuple) and len(pbc) == 3 and all(isinstance(b, bool) for b in pbc)):
+        raise IngestError(f"lattice pbc must be three booleans, got {str(pbc)[:40]}", path=path,
+                          where=where)
+    return numbers, np.asarray(positions), cell, np.array(pbc, dtype=np.bool_)
+
+
+def _numeric(value: Any, what: str) -> np.ndarray:
+    """Numbers only: JSON's true/false and strings are no coordinates or labels (numpy would
+    read true as 1.0 and "1.5" as 1.5)."""
+    a = np.asarray(value)
+    # a JSON true inside a list of numbers becomes 1 silently: look at the elements themselves
+    if a.dtype.kind not in "iuf" or any(isinstance(x, bool) for x in np.asarray(value, dtype=object).ravel()):
+        raise ValueError(f"{what} holds something that is not a number")
+    return a.astype(np.float64)
 
 
 def mlearn_stress_to_gpa(virial_stress: Any) -> np.ndarray:
     """mlearn ``virial_stress`` (kbar, compressive positive, xx yy zz xy xz yz) -> GPa, ASE, Voigt."""
-    values = np.asarray(virial_stress, dtype=np.float64)
+    values = _numeric(virial_stress, "virial_stress")
     if values.shape != (6,):
         raise ValueError(f"virial_stress has shape {values.shape}, expected 6 values")
     return vasp_kbar_to_gpa(values)[MLEARN_TO_VOIGT]
 
 
+@reader_guard
 def parse_mlearn_json(path: str | Path) -> Iterator[Frame]:
     """Yield validated frames; ``config_type`` is the record's ``group`` (e.g. AIMD-NVT)."""
     path = str(path)
     try:
         with open(path, encoding="utf-8") as fh:
-            records = json.load(fh)
+            records = json.load(fh, object_pairs_hook=no_duplicate_keys)
     except FileNotFoundError as exc:
-        raise IngestError("no such file", path=path) from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise missing_file(path) from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, DuplicateKey) as exc:
         raise IngestError(f"not valid JSON ({exc})", path=path) from exc
+    except RecursionError:
+        raise IngestError("not valid JSON (nested too deeply)", path=path) from None
     if not isinstance(records, list) or not records:
         raise IngestError("expected a non-empty JSON list of records", path=path)
     for i, rec in enumerate(records):
@@ -83,8 +100,8 @@ def parse_mlearn_json(path: str | Path) -> Iterator[Frame]:
         stress = out.get("virial_stress")
         try:
             labels = Labels(
-                energy=None if out.get("energy") is None else float(out["energy"]),
-                forces=None if out.get("forces") is None else np.asarray(out["forces"], dtype=np.float64),
+                energy=None if out.get("energy") is None else label_number(out["energy"], "energy"),
+                forces=None if out.get("forces") is None else _numeric(out["forces"], "forces"),
                 stress=None if stress is None else mlearn_stress_to_gpa(stress),
             )
         except (TypeError, ValueError) as exc:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ingest.atoms import frame_from_atoms, validate_frame
-from warehouse.errors import IngestError
+from warehouse.errors import IngestError, missing_file
 from warehouse.records import Frame, Labels
 from warehouse.units import ase_stress_to_gpa
 
@@ -46,7 +46,7 @@ def parse_pickle(path: str | Path, *, trust: bool = False) -> Iterator[Frame]:
     path = str(path)
     check_trust(path, trust)
     if not Path(path).is_file():
-        raise IngestError("no such file", path=path)
+        raise missing_file(path)
     try:
         df = pd.read_pickle(path, compression="infer")
     except Exception as exc:  # unpickling raises anything

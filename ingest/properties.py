@@ -31,9 +31,11 @@ from typing import Any
 from sqlalchemy import select
 
 from ingest.loader import IngestSummary, Loader, ingest_run
+from ingest.writers.conflicts import with_retries
+from ingest.textio import DuplicateKey, no_duplicate_keys, reader_guard, strict_float, text_errors
 from warehouse import models as m
 from warehouse.core import Warehouse
-from warehouse.errors import IngestError
+from warehouse.errors import IngestError, missing_file
 from warehouse.hashing import sha256_bytes, sha256_file
 
 SOURCE_TYPES = ("model", "level_of_theory")
@@ -58,12 +60,9 @@ def _record(row: dict[str, Any], path: str, where: str) -> PropertyRecord:
     missing = [k for k in ("material", "property", "value", "source") if row.get(k) in (None, "")]
     if missing:
         raise IngestError(f"missing {', '.join(missing)}", path=path, where=where)
-    try:
-        value = float(row["value"])
-    except (TypeError, ValueError):
-        raise IngestError(f"value {row['value']!r} is not a number", path=path, where=where) from None
-    if not math.isfinite(value):
-        raise IngestError("value is NaN or inf", path=path, where=where)
+    if None in row:  # csv.DictReader's key for values beyond the header
+        raise IngestError("more values than the header names", path=path, where=where)
+    value = strict_float(row["value"], "value", path=path, where=where)
     st = (row.get("source_type") or None)
     if st is not None and st not in SOURCE_TYPES:
         raise IngestError(f"source_type {st!r}: use model or level_of_theory", path=path, where=where)
@@ -75,14 +74,15 @@ def _record(row: dict[str, Any], path: str, where: str) -> PropertyRecord:
                           row.get("structure") or None, extra)
 
 
+@reader_guard
 def parse_properties_csv(path: str | Path) -> Iterator[PropertyRecord]:
     path = str(path)
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
+    with open(path, newline="", encoding="utf-8") as fh, text_errors(path, reader := csv.DictReader(fh)):
         for row in reader:
             yield _record(row, path, f"line {reader.line_num}")
 
 
+@reader_guard
 def parse_properties_json(path: str | Path) -> Iterator[PropertyRecord]:
     path = str(path)
     data = _load_json(path)
@@ -98,9 +98,15 @@ def parse_properties_json(path: str | Path) -> Iterator[PropertyRecord]:
 def _load_json(path: str) -> Any:
     try:
         with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+            return json.load(fh, object_pairs_hook=no_duplicate_keys)
+    except DuplicateKey as exc:
+        raise IngestError(f"not valid JSON ({exc})", path=path) from None
     except json.JSONDecodeError as exc:
         raise IngestError(f"not valid JSON ({exc.msg})", path=path, where=f"line {exc.lineno}") from exc
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"not UTF-8 text ({exc.reason})", path=path) from None
+    except RecursionError:
+        raise IngestError("not valid JSON (nested too deeply)", path=path) from None
 
 
 def _numbers(values: Any, path: str, where: str) -> list[float]:
@@ -162,9 +168,9 @@ def _source_sha(path: str) -> str:
 def _source_ids(ld: Loader, rec: PropertyRecord, path: str) -> tuple[int | None, int | None]:
     st = rec.source_type
     if st is None:
-        if ld.s.scalar(select(m.Model.id).where(m.Model.name == rec.source)) is not None:
+        if ld.names.model_id(rec.source) is not None:
             st = "model"
-        elif ld.s.scalar(select(m.LevelOfTheory.id).where(m.LevelOfTheory.name == rec.source)):
+        elif ld.names.level_id(rec.source) is not None:
             st = "level_of_theory"
         else:
             raise IngestError(f"source {rec.source!r} is neither a stored model nor a level of"
@@ -188,7 +194,7 @@ def ingest_properties(
     """Store the properties of ``path``; values already stored for the same source are skipped."""
     path = str(path)
     if not Path(path).exists():
-        raise IngestError("no such file", path=path)
+        raise missing_file(path)
     fmt = fmt or detect_properties_format(path)
     readers = _readers()
     if fmt not in readers:
@@ -196,31 +202,39 @@ def ingest_properties(
     records = list(readers[fmt](path, **_reader_options(fmt, path, model, reference, ref_dir)))
     if not records:
         raise IngestError("no properties", path=path)
-    with ingest_run(wh, kind="properties", source=path, source_sha256=_source_sha(path),
-                    argv=argv) as ld:
-        seen = {(p.material, p.property, p.key, p.model_id, p.level_of_theory_id)
-                for p in ld.s.scalars(select(m.Property))}
-        for rec in records:
-            model_id, level_id = _source_ids(ld, rec, path)
-            ident = (rec.material, rec.property, rec.key, model_id, level_id)
-            if ident in seen:
-                ld.summary.seen("properties")
-                continue
-            seen.add(ident)
-            ld.s.add(m.Property(
-                material=rec.material, property=rec.property, key=rec.key, value=rec.value,
-                unit=rec.unit, model_id=model_id, level_of_theory_id=level_id,
-                structure_id=_structure_id(ld, rec.structure, path), extra=rec.extra or None,
-                ingest_run_id=ld.run.id))
-            ld.summary.add("properties")
-        ld.s.flush()
-    return ld.summary
+    source_sha = _source_sha(path)
+
+    def attempt(_: int) -> IngestSummary:
+        with ingest_run(wh, kind="properties", source=path, source_sha256=source_sha,
+                        argv=argv) as ld:
+            # "already stored" is decided by reading every property (no unique key spans the
+            # identity): concurrent property ingests queue on this lock before reading
+            ld.names.lock("properties")
+            seen = {(p.material, p.property, p.key, p.model_id, p.level_of_theory_id)
+                    for p in ld.s.scalars(select(m.Property))}
+            for rec in records:
+                model_id, level_id = _source_ids(ld, rec, path)
+                ident = (rec.material, rec.property, rec.key, model_id, level_id)
+                if ident in seen:
+                    ld.summary.seen("properties")
+                    continue
+                seen.add(ident)
+                ld.s.add(m.Property(
+                    material=rec.material, property=rec.property, key=rec.key, value=rec.value,
+                    unit=rec.unit, model_id=model_id, level_of_theory_id=level_id,
+                    structure_id=_structure_id(ld, rec.structure, path), extra=rec.extra or None,
+                    ingest_run_id=ld.run.id))
+                ld.summary.add("properties")
+            ld.s.flush()
+        return ld.summary
+
+    return with_retries(attempt, what=path)
 
 
 def _structure_id(ld: Loader, structure_hash: str | None, path: str) -> int | None:
     if structure_hash is None:
         return None
-    sid = ld.s.scalar(select(m.Structure.id).where(m.Structure.hash == structure_hash))
+    sid = ld.names.structure_id(structure_hash)
     if sid is None:
         raise IngestError(f"no stored structure with hash {structure_hash!r}; ingest it first",
                           path=path)

@@ -31,11 +31,13 @@ from typing import Any
 import yaml
 from sqlalchemy import func, select
 
-from ingest.hardware import Hardware
+from ingest.hardware import Hardware, LammpsAccelerator, lammps_accelerator
 from ingest.loader import IngestSummary, Loader, ingest_run
+from ingest.writers.conflicts import with_retries
+from ingest.textio import DuplicateKey, no_duplicate_keys, reader_guard
 from warehouse import models as m
 from warehouse.core import Warehouse
-from warehouse.errors import IngestError
+from warehouse.errors import IngestError, missing_file
 from warehouse.hashing import sha256_file
 
 TASKS = ("md", "inference", "training")
@@ -92,7 +94,7 @@ FLOAT_COLUMNS = {"wall_s", "peak_memory_mb", "atom_steps_per_s", "epochs"}
 def _read_lines(path: str | Path) -> list[str]:
     p = Path(path)
     if not p.is_file():
-        raise IngestError("no such file", path=str(path))
+        raise missing_file(str(path))
     return p.read_text(encoding="utf-8", errors="replace").splitlines()
 
 
@@ -115,6 +117,7 @@ def is_gpumd_log(lines: Sequence[str]) -> bool:
     return "GPUMD" in head and ("Welcome" in head or "gpumd executable" in head)
 
 
+@reader_guard
 def parse_gpumd_log(path: str | Path) -> list[TimingRecord]:
     """One :class:`TimingRecord` (task ``md``) per run of a GPUMD log, as GPUMD printed it."""
     lines = _read_lines(path)
@@ -206,7 +209,7 @@ _L_RATE = re.compile(r"([\d.eE+\-]+) (k|M|G|)atom-step/s")
 _L_STEPS_S = re.compile(r"([\d.eE+\-]+) timesteps/s")
 _L_TASKS = re.compile(r"CPU use with (\d+) MPI tasks x (\d+) OpenMP threads")
 _L_THERMO_HEAD = re.compile(r"^\s*Step\s")
-_L_GPU = re.compile(r"^\s*(?:GPU|Device) \d+:\s*(.+?)(?:,|\s*$)")
+_L_COMMAND = re.compile(r"^(run|minimize)\s")
 _PREFIX = {"": 1.0, "k": 1e3, "M": 1e6, "G": 1e9}
 
 
@@ -214,23 +217,31 @@ def is_lammps_log(lines: Sequence[str]) -> bool:
     return any(_L_VERSION.match(line) for line in lines[:20])
 
 
+@reader_guard
 def parse_lammps_log(path: str | Path) -> list[TimingRecord]:
-    """One :class:`TimingRecord` (task ``md``) per ``Loop time`` of a LAMMPS log."""
+    """One :class:`TimingRecord` per ``Loop time`` of a LAMMPS log, as LAMMPS printed it.
+
+    A ``run N`` (N > 0) is an MD timing (task ``md``). A ``minimize`` and a ``run 0`` also print a
+    ``Loop time`` but have no MD speed: their records carry task ``minimize`` or ``run 0`` and no
+    atom-steps/s, and :func:`ingest_timings` does not store them. The accelerator package
+    (KOKKOS, GPU, OPENMP, INTEL) and its GPUs come from the log (:func:`lammps_accelerator`).
+    """
     lines = _read_lines(path)
     version = next((mt.group(1) for line in lines[:20] if (mt := _L_VERSION.match(line))), None)
     if version is None:
         raise IngestError("not a LAMMPS log (no 'LAMMPS (version)' line at its top)", path=str(path))
-    gpus: list[str] = []
+    accel = lammps_accelerator(lines)
     records: list[TimingRecord] = []
     run_started: int | None = None  # line of a thermo header whose run has no Loop time yet
+    command: str | None = None  # "run" or "minimize": the last one echoed before a Loop time
     for k, line in enumerate(lines, start=1):
-        if mt := _L_GPU.match(line):
-            gpus.append(mt.group(1))
+        if mt := _L_COMMAND.match(line):
+            command = mt.group(1)
         elif _L_THERMO_HEAD.match(line):
             run_started = run_started or k
         elif mt := _L_LOOP.match(line):
             run_started = None
-            records.append(_lammps_record(lines, k, mt, version, gpus, path))
+            records.append(_lammps_record(lines, k, mt, version, accel, command, path))
     if run_started is not None:
         raise IngestError("a run starts here but has no 'Loop time of ...' line: the log is"
                           " truncated (did the run finish?)", path=str(path),
@@ -241,8 +252,8 @@ def parse_lammps_log(path: str | Path) -> list[TimingRecord]:
     return records
 
 
-def _lammps_record(lines: Sequence[str], k: int, loop: re.Match, version: str, gpus: list[str],
-                   path: str | Path) -> TimingRecord:
+def _lammps_record(lines: Sequence[str], k: int, loop: re.Match, version: str,
+                   accel: LammpsAccelerator, command: str | None, path: str | Path) -> TimingRecord:
     wall, procs = _number(loop.group(1), path, k), int(loop.group(2))
     n_steps, n_atoms = int(loop.group(3)), int(loop.group(4))
     rate = steps_s = None
@@ -256,21 +267,26 @@ def _lammps_record(lines: Sequence[str], k: int, loop: re.Match, version: str, g
                 steps_s = _number(s.group(1), path, j + 1)
         if t := _L_TASKS.search(lines[j]):
             mpi, omp = int(t.group(1)), int(t.group(2))
-    if n_steps == 0:
-        raise IngestError("a run of 0 steps has no speed", path=str(path), where=f"line {k}")
+    extra = {"engine": "lammps", "line": k, "mpi_tasks": mpi, "openmp_threads": omp,
+             "procs": procs, "timesteps_per_s": steps_s, "performance_line": rate is not None,
+             "accelerator": accel.package}
+    common = dict(device_model=accel.device_model, device_count=accel.device_count,
+                  cpu_cores=mpi * omp, software="LAMMPS", software_version=version,
+                  precision=accel.precision, system=f"{Path(path).name} run at line {k}",
+                  n_atoms=n_atoms, wall_s=wall)
+    if command == "minimize" or n_steps == 0:
+        # no MD speed: a minimisation's "steps" are line-search iterations; a run 0 is a set-up
+        task = "minimize" if command == "minimize" else "run 0"
+        return TimingRecord(task=task, n_steps=None, extra={**extra, "iterations": n_steps},
+                            **common).finished()
     derived = n_atoms * n_steps / wall
     if rate is not None and abs(rate - derived) > max(CONSISTENCY_RTOL * derived, 2e-3 * _scale(rate)):
         raise IngestError(
             f"Performance line says {rate:g} atom-steps/s but the Loop time line gives {derived:g}",
             path=str(path), where=f"line {k}")
-    return TimingRecord(
-        task="md", device_model=gpus[0] if gpus else None, device_count=len(set(gpus)) or None,
-        cpu_cores=mpi * omp, software="LAMMPS", software_version=version,
-        system=f"{Path(path).name} run at line {k}", n_atoms=n_atoms, n_steps=n_steps,
-        wall_s=wall, atom_steps_per_s=rate if rate is not None else derived,
-        extra={"engine": "lammps", "line": k, "mpi_tasks": mpi, "openmp_threads": omp,
-               "procs": procs, "timesteps_per_s": steps_s, "performance_line": rate is not None},
-    ).finished()
+    return TimingRecord(task="md", n_steps=n_steps,
+                        atom_steps_per_s=rate if rate is not None else derived, extra=extra,
+                        **common).finished()
 
 
 def _scale(value: float) -> float:
@@ -283,12 +299,13 @@ def _scale(value: float) -> float:
 
 # -- tables ----------------------------------------------------------------------------------
 
+@reader_guard
 def parse_timings_table(path: str | Path) -> list[TimingRecord]:
     """Records from a CSV (header row), YAML or JSON file (a list of mappings, or
     ``{"timings": [...]}``) whose keys are the ``timings`` columns; see docs/COST.md."""
     p = Path(path)
     if not p.is_file():
-        raise IngestError("no such file", path=str(path))
+        raise missing_file(str(path))
     suffix = p.suffix.lower()
     try:
         if suffix == ".csv":
@@ -297,11 +314,16 @@ def parse_timings_table(path: str | Path) -> list[TimingRecord]:
         elif suffix in (".yaml", ".yml"):
             rows = yaml.safe_load(p.read_text(encoding="utf-8"))
         elif suffix == ".json":
-            rows = json.loads(p.read_text(encoding="utf-8"))
+            rows = json.loads(p.read_text(encoding="utf-8"), object_pairs_hook=no_duplicate_keys)
         else:
             raise IngestError("a timings table must be .csv, .yaml/.yml or .json", path=str(path))
-    except (yaml.YAMLError, json.JSONDecodeError, csv.Error, UnicodeDecodeError) as exc:
-        raise IngestError(f"cannot read: {exc}", path=str(path)) from None
+    except (yaml.YAMLError, json.JSONDecodeError, csv.Error, UnicodeDecodeError, DuplicateKey) as exc:
+        # YAML's messages run over several lines (the excerpt with a caret): keep the first,
+        # and the place it names
+        mark = getattr(exc, "problem_mark", None)
+        first = " ".join(str(exc).split("\n")[0].split())
+        raise IngestError(f"cannot read: {first}", path=str(path),
+                          where=None if mark is None else f"line {mark.line + 1}") from None
     if isinstance(rows, dict) and "timings" in rows:
         rows = rows["timings"]
     if not isinstance(rows, list) or not rows:
@@ -420,24 +442,49 @@ def ingest_timings(
     ``overrides`` set columns the log cannot know (e.g. ``hardware``, ``cpu_model``).
     """
     records = parse_timings(path, engine)
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    if overrides:
-        if "hardware" not in overrides:
-            records = [replace(r, hardware=None) for r in records]  # relabel from the new fields
-        records = [replace(r, **overrides).finished() for r in records]
+    skipped = [r for r in records if r.task not in TASKS]
+    records = [r for r in records if r.task in TASKS]
+    notes = [f"line {r.extra.get('line')}: "
+             + (f"a minimize ({r.extra.get('iterations')} iterations)" if r.task == "minimize"
+                else "a run 0 (set-up only)") + " has no MD speed: not stored" for r in skipped]
+    if not records:
+        raise IngestError("no MD run to time: this log holds only " + ", ".join(
+            sorted({r.task for r in skipped})) + " (no MD speed)", path=str(path))
+    records = [_with_overrides(r, overrides or {}) for r in records]
     if model is None and (unnamed := [i for i, r in enumerate(records) if not r.model]):
         raise IngestError(f"record {unnamed[0] + 1} names no model; pass --model NAME",
                           path=str(path))
     sha = sha256_file(path)
-    with ingest_run(wh, kind="timings", source=str(path), source_sha256=sha, argv=argv) as ld:
-        for name in sorted({model or r.model for r in records}):
-            mid = ld.model(name)
-            mine = [r for r in records if (model or r.model) == name]
-            if n := _already_stored(ld, sha, mid):  # the same file for the same model: no-op
-                ld.summary.seen("timings", n)
-                continue
-            add_timings(ld, mine, model_id=mid)
-    return ld.summary
+
+    def attempt(_: int) -> IngestSummary:
+        with ingest_run(wh, kind="timings", source=str(path), source_sha256=sha, argv=argv) as ld:
+            for name in sorted({model or r.model for r in records}):
+                mid = ld.model(name)
+                mine = [r for r in records if (model or r.model) == name]
+                # the same file for the same model is a no-op: no unique key says so, so
+                # concurrent ingests of it queue on this lock before looking
+                ld.names.lock("timings", sha, mid)
+                if n := _already_stored(ld, sha, mid):
+                    ld.summary.seen("timings", n)
+                    continue
+                add_timings(ld, mine, model_id=mid)
+            ld.summary.notes += notes
+        return ld.summary
+
+    return with_retries(attempt, what=str(path))
+
+
+def _with_overrides(rec: TimingRecord, overrides: dict[str, Any]) -> TimingRecord:
+    """``rec`` with the columns the user stated; ``hardware`` names the GPUs a log counts but does
+    not name (KOKKOS), else it is the hardware class label itself."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not given:
+        return rec
+    if "hardware" in given and rec.device_count and not rec.device_model:
+        given["device_model"] = given.pop("hardware")
+    if "hardware" not in given:
+        rec = replace(rec, hardware=None)  # relabel from the new fields
+    return replace(rec, **given).finished()
 
 
 def _already_stored(ld: Loader, sha: str, model_id: int) -> int:

@@ -24,7 +24,8 @@ from typing import Any
 
 
 from ingest.atoms import frame_from_atoms, validate_frame
-from warehouse.errors import IngestError
+from ingest.textio import reader_guard
+from warehouse.errors import IngestError, missing_file
 from warehouse.records import Frame
 
 GGA_NAMES = {"PE": "PBE", "PS": "PBEsol", "RP": "RPBE", "91": "PW91", "AM": "AM05", "CA": "LDA",
@@ -169,11 +170,12 @@ def read_vasp_settings(path: str | Path) -> VaspSettings:
     return read_outcar_settings(path)
 
 
+@reader_guard
 def parse_vasp(path: str | Path) -> Iterator[Frame]:
     """Yield every ionic step of a vasprun.xml or OUTCAR as a validated frame."""
     path = str(path)
     if not Path(path).is_file():
-        raise IngestError("no such file", path=path)
+        raise missing_file(path)
     fmt = "vasp-xml" if "vasprun" in Path(path).name.lower() else "vasp-out"
     index = 0
     import ase.io  # deferred: ase.io pulls in scipy (~0.6 s), which only this reader needs

@@ -16,9 +16,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from queries import metrics as metric_registry
+
 # resamples are drawn in blocks so memory stays near BLOCK_CELLS * 8 bytes however big a group is
 BLOCK_CELLS = 5_000_000
-METRICS = ("energy_mae", "energy_rmse", "force_mae", "force_rmse", "stress_mae", "stress_rmse")
+METRICS = tuple(metric_registry.DEFAULT)  # the metrics of the default table (queries.metrics)
 
 
 def group_rng(seed: int, key: Sequence[object]) -> np.random.Generator:
@@ -27,19 +29,19 @@ def group_rng(seed: int, key: Sequence[object]) -> np.random.Generator:
 
 
 def _metric_arrays(g: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, float, bool]]:
-    """metric -> (numerator per structure, denominator per structure, scale, sqrt)."""
+    """metric -> (numerator per structure, denominator per structure, scale, sqrt), read from
+    the metric registry: the same sums the tables aggregate."""
     e = g["e"].to_numpy(float)
     has_e = np.isfinite(e)
     e0 = np.where(has_e, e, 0.0)
-    f = {c: g[c].fillna(0).to_numpy(float) for c in ("f_abs", "f_sq", "f_n", "s_abs", "s_sq", "s_n")}
-    return {
-        "energy_mae": (np.abs(e0), has_e.astype(float), 1000.0, False),
-        "energy_rmse": (e0 * e0, has_e.astype(float), 1000.0, True),
-        "force_mae": (f["f_abs"], f["f_n"], 1000.0, False),
-        "force_rmse": (f["f_sq"], f["f_n"], 1000.0, True),
-        "stress_mae": (f["s_abs"], f["s_n"], 1.0, False),
-        "stress_rmse": (f["s_sq"], f["s_n"], 1.0, True),
-    }
+    sums = {"e_abs": np.abs(e0), "e_sq": e0 * e0, "n_energy": has_e.astype(float)}
+    for c in ("f_abs", "f_sq", "f_n", "fn_abs", "fn_sq", "fn_n", "s_abs", "s_sq", "s_n"):
+        sums[c] = g[c].fillna(0).to_numpy(float) if c in g else np.zeros(len(g))
+    out = {}
+    for name in METRICS:
+        mt = metric_registry.REGISTRY[name]
+        out[name] = (sums[mt.num], sums[mt.den], mt.scale, mt.stat == "rmse")
+    return out
 
 
 def calc_bootstrap(g: pd.DataFrame, *, rng: np.random.Generator, level: float, n_boot: int) -> dict[str, float]:

@@ -19,16 +19,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Select, String, and_, case, func, literal, select
+from sqlalchemy import (ColumnElement, Float, Integer, Select, String, and_, case, cast, func, literal,
+                        null, select)
 
 from warehouse import models as m
 from warehouse.core import Warehouse
-from warehouse.errors import NoMatch
+from warehouse.errors import EMPTY_WAREHOUSE, NoMatch
 
 BY_KEYS = ("subset", "element", "n_elements")
 STRUCTURE_COLUMNS = [
     "model", "dataset", "structure_id", "prediction_id", "n_atoms", "status",
-    "e", "f_abs", "f_sq", "f_n", "s_abs", "s_sq", "s_n",
+    "e", "f_abs", "f_sq", "f_n", "fn_abs", "fn_sq", "fn_n", "s_abs", "s_sq", "s_n",
 ]
 
 
@@ -75,6 +76,8 @@ def resolve_selection(
         if missing := [n for n in names if n not in have]:
             raise NoMatch(f"no {kind} named {', '.join(map(repr, missing))};"
                           " `warehouse info` and the leaderboard without filters list what is stored")
+    if not levels:
+        raise NoMatch(EMPTY_WAREHOUSE)
     chosen = [d for d in (datasets or sorted(levels)) if d not in set(exclude)]
     if not chosen:
         raise NoMatch("every dataset is excluded; drop an --exclude-dataset")
@@ -139,9 +142,20 @@ def _prediction_rows(sel: Selection) -> tuple[Select, dict[str, ColumnElement]]:
         "model": mo.id if sel.ids else mo.name, **keys, "structure_id": mem.c.structure_id, "prediction_id": p.id,
         "run_id": p.ingest_run_id, "status": p.status, "e": pe.energy_diff_per_atom,
         "f_abs": forces.force_abs_sum, "f_sq": forces.force_sq_sum, "f_n": forces.force_n,
+        **_norm_columns(sel),
         "s_abs": pe.stress_abs_sum, "s_sq": pe.stress_sq_sum, "s_n": pe.stress_n,
     }
     return stmt, cols
+
+
+def _norm_columns(sel: Selection) -> dict[str, ColumnElement]:
+    """The per-atom vector-norm force sums (not stored per element: NULL in element rows)."""
+    pe = m.PredictionError
+    if "element" in sel.by:
+        none = cast(null(), Float)  # typed: PostgreSQL has no sum(unknown)
+        return {"fn_abs": none, "fn_sq": none, "fn_n": cast(null(), Integer)}
+    return {"fn_abs": pe.force_norm_sum, "fn_sq": pe.force_norm_sq_sum,
+            "fn_n": case((pe.force_norm_sum.isnot(None), pe.n_atoms))}
 
 
 def sums_statement(sel: Selection) -> Select:
@@ -158,6 +172,9 @@ def sums_statement(sel: Selection) -> Select:
         func.sum(c["f_abs"]).label("f_abs"),
         func.sum(c["f_sq"]).label("f_sq"),
         func.sum(c["f_n"]).label("f_n"),
+        func.sum(c["fn_abs"]).label("fn_abs"),
+        func.sum(c["fn_sq"]).label("fn_sq"),
+        func.sum(c["fn_n"]).label("fn_n"),
         func.sum(c["s_abs"]).label("s_abs"),
         func.sum(c["s_sq"]).label("s_sq"),
         func.sum(c["s_n"]).label("s_n"),
@@ -193,9 +210,9 @@ def structure_errors(wh: Warehouse, sel: Selection) -> pd.DataFrame:
     stmt = base.with_only_columns(*(v.label(k) for k, v in cols.items()), maintain_column_froms=True)
     with wh.engine.connect() as conn:
         df = pd.read_sql(stmt, conn)
-    for col in ("e", "f_abs", "f_sq", "s_abs", "s_sq"):
+    for col in ("e", "f_abs", "f_sq", "fn_abs", "fn_sq", "s_abs", "s_sq"):
         df[col] = pd.to_numeric(df[col]).astype(float)
-    for col in ("f_n", "s_n"):
+    for col in ("f_n", "fn_n", "s_n"):
         df[col] = pd.to_numeric(df[col]).fillna(0).astype("int64")
     order = ["model", "dataset", *sel.by, *[c for c in STRUCTURE_COLUMNS if c not in ("model", "dataset")]]
     return df[order].sort_values(["model", "dataset", *sel.by, "structure_id"], kind="stable",

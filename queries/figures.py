@@ -20,7 +20,9 @@ from warehouse.core import Warehouse
 from warehouse.errors import NoMatch
 
 QUANTITIES = ("energy", "forces", "stress")
+# axes in stored units (the values themselves); errors in the insets in the tables' units
 PARITY_UNITS = {"energy": "eV/atom", "forces": "eV/Å", "stress": "GPa"}
+_REGISTRY_QUANTITY = {"energy": "energy", "forces": "force", "stress": "stress"}
 STRESS = ("xx", "yy", "zz", "yz", "xz", "xy")
 MAX_POINTS = 200_000  # forces of big sets are subsampled (seeded) so a figure stays light
 
@@ -57,26 +59,68 @@ def _lake_forces(wh: Warehouse, files: pd.Series, ids: pd.Series, id_name: str) 
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def parity_data(wh: Warehouse, *, model: str, dataset: str, quantity: str, seed: int = 0) -> pd.DataFrame:
-    """Columns ``ref``, ``pred`` (units :data:`PARITY_UNITS`) and ``component``."""
-    out = _parity_data(wh, model=model, dataset=dataset, quantity=quantity, seed=seed)
+def parity_data(wh: Warehouse, *, model: str, dataset: str, quantity: str, seed: int = 0,
+                energy_offset: str = "none") -> pd.DataFrame:
+    """Columns ``ref``, ``pred`` (units :data:`PARITY_UNITS`) and ``component``.
+
+    ``energy_offset="per-element"`` shifts the predicted energies per atom by the model's fitted
+    per-element offsets (the leaderboard's fit, :func:`queries.selection.shift_energies`);
+    ``attrs`` then holds ``shifts`` (element -> eV/atom), and always ``n_ok``/``n_expected``.
+    """
+    from queries.selection import check_offset
+
+    check_offset(energy_offset)
+    out = _parity_data(wh, model=model, dataset=dataset, quantity=quantity, seed=seed,
+                       energy_offset=energy_offset)
     if out.empty:
         raise NoMatch(f"no {quantity} with both a reference label and a prediction for model"
                       f" {model!r} on dataset {dataset!r}")
     return out
 
 
-def _parity_data(wh: Warehouse, *, model: str, dataset: str, quantity: str, seed: int) -> pd.DataFrame:
+def _coverage(wh: Warehouse, model: str, dataset: str) -> tuple[int, int]:
+    from queries.breakdowns import structure_errors
+    from queries.selection import labelled_members
+
+    sel = resolve_selection(wh, datasets=[dataset], models=[model])
+    per = structure_errors(wh, sel)
+    return int((per["status"] == "ok").sum()), len(labelled_members(wh, sel))
+
+
+def _shifted_energies(wh: Warehouse, model: str, dataset: str, df: pd.DataFrame) -> tuple[pd.Series, dict]:
+    """Per-atom predicted energies minus the fitted per-element shift, and the shifts."""
+    from queries.breakdowns import structure_errors
+    from queries.selection import shift_energies
+
+    sel = resolve_selection(wh, datasets=[dataset], models=[model])
+    per = structure_errors(wh, sel)
+    per = per[per["status"] == "ok"]
+    shifted, offsets = shift_energies(wh, sel, per)
+    shift = (per.set_index("structure_id")["e"] - shifted.set_index("structure_id")["e"])
+    pred = df["e_pred"] / df["n_atoms"] - df["structure_id"].map(shift).fillna(0.0).to_numpy()
+    return pred, dict(zip(offsets["element"], offsets["shift_ev_per_atom"], strict=True))
+
+
+def _parity_data(wh: Warehouse, *, model: str, dataset: str, quantity: str, seed: int,
+                 energy_offset: str) -> pd.DataFrame:
     if quantity not in QUANTITIES:
         raise NoMatch(f"unknown quantity {quantity!r}; use one of {', '.join(QUANTITIES)}")
     df = _pairs(wh, model, dataset)
+    n_ok, n_expected = _coverage(wh, model, dataset)
+    attrs = {"n_ok": n_ok, "n_expected": n_expected, "shifts": None}
     if quantity == "energy":
         df = df.dropna(subset=["e_pred", "e_ref"])
-        return pd.DataFrame({"ref": df["e_ref"] / df["n_atoms"], "pred": df["e_pred"] / df["n_atoms"],
-                             "component": "E"})
+        pred = df["e_pred"] / df["n_atoms"]
+        if energy_offset == "per-element":
+            pred, attrs["shifts"] = _shifted_energies(wh, model, dataset, df)
+        out = pd.DataFrame({"ref": df["e_ref"] / df["n_atoms"], "pred": pred, "component": "E"})
+        out.attrs.update(attrs)
+        return out
     if quantity == "stress":
         out = [pd.DataFrame({"ref": df[f"r_{c}"], "pred": df[f"p_{c}"], "component": c}) for c in STRESS]
-        return pd.concat(out, ignore_index=True).dropna()
+        out = pd.concat(out, ignore_index=True).dropna()
+        out.attrs.update(attrs)
+        return out
     df = df.dropna(subset=["p_file", "r_file"])
     pred = _lake_forces(wh, df["p_file"], df["prediction_id"], "prediction_id")
     ref = _lake_forces(wh, df["r_file"], df["reference_id"], "reference_id")
@@ -87,6 +131,7 @@ def _parity_data(wh: Warehouse, *, model: str, dataset: str, quantity: str, seed
                      for a in "xyz"], ignore_index=True)
     if len(out) > MAX_POINTS:
         out = out.sample(MAX_POINTS, random_state=seed)
+    out.attrs.update(attrs, n_points=len(j) * 3)
     return out
 
 
@@ -105,22 +150,48 @@ def _save(plt, fig, out: Path) -> Path:
 
 
 def plot_parity(df: pd.DataFrame, out: Path, *, quantity: str, title: str = "") -> Path:
-    """Predicted against reference, with the diagonal and RMSE / MAE in the corner."""
+    """Write :func:`parity_figure` to ``out`` (PNG, SVG or PDF by the suffix)."""
+    out = figure_path(out)
+    return save_figure(parity_figure(df, quantity=quantity, title=title), out)
+
+
+def parity_figure(df: pd.DataFrame, *, quantity: str, title: str = ""):
+    """Predicted against reference with the diagonal; RMSE and MAE in the corner in the tables'
+    units (meV/atom, meV/Å, GPa), with the coverage and any per-element shift stated."""
+    from queries.metrics import QUANTITY_SCALE, QUANTITY_UNITS
+
     plt, fig, ax = _figure()
+    many = df["component"].nunique() > 1
     for comp, g in df.groupby("component", sort=False):
-        ax.scatter(g["ref"], g["pred"], s=4, alpha=0.5, label=str(comp), rasterized=len(g) > 5000)
-    lo, hi = float(np.nanmin(df[["ref", "pred"]].to_numpy())), float(np.nanmax(df[["ref", "pred"]].to_numpy()))
-    ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
-    d = (df["pred"] - df["ref"]).to_numpy()
-    unit = PARITY_UNITS[quantity]
-    ax.text(0.04, 0.96, f"RMSE {np.sqrt(np.mean(d**2)):.4g} {unit}\nMAE {np.mean(np.abs(d)):.4g} {unit}",
-            transform=ax.transAxes, va="top", fontsize=8)
-    ax.set_xlabel(f"reference {quantity} ({unit})")
-    ax.set_ylabel(f"predicted {quantity} ({unit})")
-    if df["component"].nunique() > 1:
-        ax.legend(fontsize=7, markerscale=3, loc="lower right")
+        ax.scatter(g["ref"], g["pred"], s=4 if len(g) > 2000 else 9, alpha=0.5 if len(g) > 2000 else 0.8,
+                   lw=0, label=str(comp), rasterized=len(g) > 5000)
+    both = df[["ref", "pred"]].to_numpy()
+    lo, hi = float(np.nanmin(both)), float(np.nanmax(both))
+    pad = 0.04 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="k", lw=0.8, zorder=0)
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_aspect("equal")
+    q = _REGISTRY_QUANTITY[quantity]
+    d = (df["pred"] - df["ref"]).to_numpy() * QUANTITY_SCALE[q]
+    unit = QUANTITY_UNITS[q]
+    lines = [f"RMSE {np.sqrt(np.mean(d**2)):.3g} {unit}", f"MAE {np.mean(np.abs(d)):.3g} {unit}"]
+    if df.attrs.get("n_expected"):
+        lines.append(f"{df.attrs['n_ok']} of {df.attrs['n_expected']} structures")
+    if df.attrs.get("shifts"):
+        lines.append("per-element shift removed:")
+        lines += [f"  {el} {v:+.3f} eV/atom" for el, v in list(df.attrs["shifts"].items())[:6]]
+        if len(df.attrs["shifts"]) > 6:
+            lines.append(f"  ... {len(df.attrs['shifts']) - 6} more")
+    ax.text(0.04, 0.96, "\n".join(lines), transform=ax.transAxes, va="top", fontsize=7,
+            bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="0.8", alpha=0.9))
+    shifted = " (shifted)" if df.attrs.get("shifts") else ""
+    ax.set_xlabel(f"reference {quantity} ({PARITY_UNITS[quantity]})")
+    ax.set_ylabel(f"predicted {quantity}{shifted} ({PARITY_UNITS[quantity]})")
+    if many:
+        ax.legend(fontsize=7, markerscale=2, loc="lower right")
     ax.set_title(title, fontsize=9)
-    return _save(plt, fig, out)
+    return fig
 
 
 def periodic_position(z: int) -> tuple[int, int]:
@@ -148,7 +219,7 @@ def periodic_position(z: int) -> tuple[int, int]:
 
 
 def plot_element_heatmap(table: pd.DataFrame, out: Path, *, metric: str, unit: str = "",
-                         title: str = "") -> Path:
+                         title: str = "", label: str = "") -> Path:
     """``table``: columns element and ``metric``; elements absent are drawn empty."""
     from ase.data import chemical_symbols
     from matplotlib import colors
@@ -170,28 +241,38 @@ def plot_element_heatmap(table: pd.DataFrame, out: Path, *, metric: str, unit: s
         colour = "white" if has and norm(v) < 0.6 else "black"
         ax.text(col + 0.47, -row + 0.6, sym, ha="center", va="center", fontsize=7, color=colour)
         if has:
-            ax.text(col + 0.47, -row + 0.25, f"{v:.3g}", ha="center", va="center", fontsize=5,
+            ax.text(col + 0.47, -row + 0.25, f"{v:.3g}", ha="center", va="center", fontsize=6,
                     color=colour)
     ax.set_xlim(-0.2, 18.2)
     ax.set_ylim(-9.2, 1.2)
     ax.set_aspect("equal")
     ax.axis("off")
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
-    fig.colorbar(sm, ax=ax, shrink=0.6, label=f"{metric} ({unit})" if unit else metric)
+    name = label or metric
+    fig.colorbar(sm, ax=ax, shrink=0.6, label=f"{name} ({unit})" if unit else name)
     ax.set_title(title, fontsize=10)
     return _save(plt, fig, out)
 
 
 def plot_components(table: pd.DataFrame, out: Path, *, metric: str, unit: str = "",
-                    title: str = "") -> Path:
+                    title: str = "", label: str = "") -> Path:
     """``table``: columns model, n_elements and ``metric``: one line per model."""
     plt, fig, ax = _figure(5.0, 3.6)
-    for model, g in table.dropna(subset=[metric]).groupby("model", sort=True):
+    data = table.dropna(subset=[metric])
+    if data.empty:
+        raise NoMatch(f"no {metric} values to draw")
+    for model, g in data.groupby("model", sort=True):
         g = g.sort_values("n_elements")
         ax.plot(g["n_elements"], g[metric], marker="o", label=str(model))
+    v = data[metric].to_numpy(float)
+    if (v > 0).all() and v.max() / v.min() > 30:  # log only where the range needs it
+        ax.set_yscale("log")
     ax.set_xlabel("number of components")
-    ax.set_ylabel(f"{metric} ({unit})" if unit else metric)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    name = label or metric
+    ax.set_ylabel(f"{name} ({unit})" if unit else name)
+    ks = sorted(int(k) for k in data["n_elements"].unique())
+    ax.set_xticks(ks)  # component counts are whole numbers: one tick each
+    ax.set_xlim(ks[0] - 0.5, ks[-1] + 0.5)
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=9)
     return _save(plt, fig, out)

@@ -4,9 +4,11 @@ Definitions (DESIGN.md, Metrics), for the structures j of a group with N_j atoms
 energy MAE = mean_j |dE_j| and RMSE = sqrt(mean_j dE_j^2) with dE_j = (E_pred - E_ref) / N_j;
 force MAE = sum |dF_ia| / (3 sum N_j) and RMSE = sqrt(sum dF_ia^2 / (3 sum N_j)) over the structures
 with force labels (per Cartesian component, atom-weighted); stress per Voigt component likewise.
-Reported in meV/atom, meV/Å and GPa. The reference of a dataset is its own level of theory.
+Reported in meV/atom, meV/Å and GPa; every metric is defined once in :mod:`queries.metrics`
+(``force_norm_mae``/``force_norm_rmse``, the per-atom vector-norm force errors, are added to the
+table when asked for by ``metric``). The reference of a dataset is its own level of theory.
 Every figure is an SQL aggregate of the per-structure error sums stored at ingest, read from the
-rollup of pre-grouped sums when it is current (``queries.rollup``; same numbers), except with
+pre-grouped sums kept at ingest (``queries.rollup``; same numbers), except with
 ``energy_offset="per-element"`` or ``ci``, which need the per-structure rows (fetched by
 :func:`queries.breakdowns.structure_errors`) and are computed in numpy.
 
@@ -15,7 +17,8 @@ n_atoms, n_failed (predictions that failed), n_missing (no prediction), and the 
 With any option beyond ``datasets``/``models`` the table also carries n_predicted (ok
 predictions; n_structures = n_predicted + n_failed + n_missing), the group keys of ``by``
 (``subset``, ``element``, ``n_elements``), ``rank`` with ``metric``, and ``<metric>_lo``/``_hi``
-with ``ci``.
+with ``ci``. Ranks follow the comparison rule of :mod:`queries.selection` (complete coverage, or
+``common`` structures).
 
 Breakdowns (``by``): ``subset`` (the member's subset tag), ``n_elements`` (number of components),
 ``element``: for energy and stress the structures containing the element, for forces only the
@@ -32,10 +35,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
+from queries import metrics as metric_registry
+from queries import selection
 from queries.breakdowns import (
     BY_KEYS,
     Selection,
@@ -63,15 +67,11 @@ class Col(StrEnum):
     STRESS_RMSE = "stress_rmse"
 
 
-COLUMNS = [c.value for c in Col]
 COUNTS = ["n_structures", "n_atoms", "n_failed", "n_missing"]
-METRICS = [c.value for c in Col][6:]
-UNITS = {
-    Col.ENERGY_MAE: "meV/atom", Col.ENERGY_RMSE: "meV/atom",
-    Col.FORCE_MAE: "meV/Å", Col.FORCE_RMSE: "meV/Å",
-    Col.STRESS_MAE: "GPa", Col.STRESS_RMSE: "GPa",
-}
-OFFSET_POLICIES = ("none", "per-element")
+METRICS = list(metric_registry.DEFAULT)  # the default table's metric columns (queries.metrics)
+COLUMNS = ["model", "dataset", *COUNTS, *METRICS]
+UNITS = dict(metric_registry.UNITS)
+OFFSET_POLICIES = selection.OFFSET_POLICIES
 
 
 @dataclass
@@ -83,23 +83,15 @@ class LeaderboardReport:
     notes: list[str] = field(default_factory=list)
     fingerprint: str = ""  # sha256 of the rows used (see queries.stamp.rows_fingerprint)
     keys: tuple[str, ...] = ()
+    # --common: the structures left out (dataset, structure_id, formula, missing_for)
+    left_out: pd.DataFrame | None = None
 
 
-def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
-    num = pd.to_numeric(num, errors="coerce").astype(float)
-    den = pd.to_numeric(den, errors="coerce").astype(float)
-    return num.where(den > 0) / den.where(den > 0)
-
-
-def finish_metrics(sums: pd.DataFrame, keep: Sequence[str] = ()) -> pd.DataFrame:
+def finish_metrics(sums: pd.DataFrame, keep: Sequence[str] = (),
+                   metrics: Sequence[str] = METRICS) -> pd.DataFrame:
     """Turn the SQL sums into MAE/RMSE in report units; ``keep`` names extra columns to carry."""
     out = sums[["model", "dataset", *keep, *COUNTS]].copy()
-    out[Col.ENERGY_MAE] = 1000 * _ratio(sums["e_abs"], sums["n_energy"])
-    out[Col.ENERGY_RMSE] = 1000 * np.sqrt(_ratio(sums["e_sq"], sums["n_energy"]))
-    out[Col.FORCE_MAE] = 1000 * _ratio(sums["f_abs"], sums["f_n"])
-    out[Col.FORCE_RMSE] = 1000 * np.sqrt(_ratio(sums["f_sq"], sums["f_n"]))
-    out[Col.STRESS_MAE] = _ratio(sums["s_abs"], sums["s_n"])
-    out[Col.STRESS_RMSE] = np.sqrt(_ratio(sums["s_sq"], sums["s_n"]))
+    out = pd.concat([out, metric_registry.finish(sums, metrics)], axis=1)
     for c in COUNTS:
         out[c] = pd.to_numeric(out[c]).fillna(0).astype(int)
     return out
@@ -113,13 +105,14 @@ def _read(wh: Warehouse, stmt) -> pd.DataFrame:
 def group_sums(wh: Warehouse, sel: Selection, *, use_rollup: bool = True) -> pd.DataFrame:
     """Counts and error sums per (model, dataset, keys), with expected and missing counts.
 
-    From the rollup (``queries.rollup``) when it is, or can be made, current; live otherwise.
-    Both give the same numbers (up to the order of floating-point summation).
+    From the sums kept at ingest (``queries.rollup``), or live with ``use_rollup=False`` and for
+    pools whose datasets share structures. Both give the same numbers (up to the order of
+    floating-point summation). Either way only reads.
     """
-    from queries.rollup import ensure_fresh, pool_has_shared_structures, rollup_frames
+    from queries.rollup import pool_has_shared_structures, rollup_frames
 
     keys = list(sel.by)
-    if use_rollup and not pool_has_shared_structures(wh, sel) and ensure_fresh(wh):
+    if use_rollup and not pool_has_shared_structures(wh, sel):
         sums, expected = rollup_frames(wh, sel)
     else:
         sums = _read(wh, sums_statement(sel))
@@ -137,6 +130,8 @@ def group_sums(wh: Warehouse, sel: Selection, *, use_rollup: bool = True) -> pd.
     for c in ("n_structures", "n_atoms", "n_predicted", "n_failed", "n_energy", "f_n", "s_n",
               "id_sum", "max_run"):
         rows[c] = pd.to_numeric(rows[c]).fillna(0).astype("int64")
+    if "fn_n" in rows:  # the live statements only (queries.metrics: rollup=False)
+        rows["fn_n"] = pd.to_numeric(rows["fn_n"]).fillna(0).astype("int64")
     rows["n_missing"] = rows["n_structures"] - rows["n_predicted"] - rows["n_failed"]
     return rows.sort_values(["dataset", *keys, "model"], kind="stable").reset_index(drop=True)
 
@@ -154,48 +149,43 @@ def leaderboard_report(
     ci: float | None = None,
     seed: int = 0,
     n_boot: int = 1000,
+    common: bool = False,
     use_rollup: bool = True,
 ) -> LeaderboardReport:
-    """The leaderboard with its notes, fitted energy offsets and row fingerprint."""
-    from queries.bootstrap import bootstrap_metrics
-    from queries.breakdowns import structure_errors
-    from queries.offsets import apply_offsets, fit_element_offsets
+    """The leaderboard with its notes, fitted energy offsets and row fingerprint.
+
+    Ranks (``metric``) follow the comparison rule of :mod:`queries.selection`: only rows with an
+    ok prediction for every structure of their group are ranked, the others are listed after
+    them, unranked; with ``common`` every row is computed on the structures all selected models
+    predicted ok (``report.left_out`` lists the rest).
+    """
     from queries.stamp import rows_fingerprint
 
-    _check_options(by=by, metric=metric, energy_offset=energy_offset, ci=ci)
+    metric = _check_options(by=by, metric=metric, energy_offset=energy_offset, ci=ci)
     sel = resolve_selection(wh, datasets=datasets, models=models, exclude=exclude_datasets,
                             by=by, pool=pool)
-    sums = group_sums(wh, sel, use_rollup=use_rollup)
+    names = list(dict.fromkeys([*METRICS, *([metric] if metric else [])]))
+    # a metric whose sums the rollup does not keep is read live (same numbers, slower)
+    live = not all(metric_registry.REGISTRY[n].rollup for n in names)
+    sums = group_sums(wh, sel, use_rollup=use_rollup and not live)
     keys = list(sel.by)
-    table = finish_metrics(sums, keep=keys)
+    table = finish_metrics(sums, keep=keys, metrics=names)
     table.insert(table.columns.get_loc("n_failed"), "n_predicted", sums["n_predicted"].astype(int))
     report = LeaderboardReport(table=table, notes=list(sel.notes), keys=tuple(keys))
-    per_structure = None
-    if energy_offset == "per-element" or ci:
-        per_structure = structure_errors(wh, sel)
-    if energy_offset == "per-element":
-        report.offsets = fit_element_offsets(wh, sel, per_structure)
-        per_structure = apply_offsets(per_structure, report.offsets, wh, sel)
-        _replace_energy_metrics(table, per_structure, keys)
-        report.notes.append("energy errors after a per-element least-squares shift fitted per"
-                            " model and dataset (shifts reported with the table)")
-        k = report.offsets.groupby(["model", "dataset"])["element"].transform("size")
-        if (under := report.offsets[report.offsets["rank"] < k]).size:
-            pairs = sorted({f"{a}/{b}" for a, b in zip(under["model"], under["dataset"], strict=True)})
-            report.notes.append("compositions do not determine every shift for " + ", ".join(pairs)
-                                + ": the minimum-norm shifts are shown (errors are unaffected)")
-    if ci:
-        cis = bootstrap_metrics(per_structure, keys=["model", "dataset", *keys], level=ci,
-                                seed=seed, n_boot=n_boot)
-        table = table.merge(cis, on=["model", "dataset", *keys], how="left")
-        report.notes.append(f"{ci:g}% bootstrap CIs over structures ({n_boot} resamples, seed {seed})")
+    if energy_offset == "per-element" or ci or common:
+        _from_structures(wh, sel, report, names=names, energy_offset=energy_offset, ci=ci,
+                         seed=seed, n_boot=n_boot, common=common)
+    table = report.table
     if metric:
-        table["rank"] = table.groupby(["dataset", *keys], dropna=False)[metric].rank(method="min")
-        table = table.sort_values(["dataset", *keys, "rank", "model"], kind="stable")
-        table["rank"] = table["rank"].astype("Int64")
+        table = _rank(table, metric, keys)
+        if note := selection.coverage_note(table, keys):
+            report.notes.append(note)
     report.table = table.reset_index(drop=True)
-    report.fingerprint = rows_fingerprint(sums, options=dict(
-        by=keys, pool=pool, energy_offset=energy_offset, ci=ci, seed=seed if ci else None))
+    # the same rows whichever path read them: the norm sums only exist on the live path
+    report.fingerprint = rows_fingerprint(sums.drop(columns=["fn_abs", "fn_sq", "fn_n"],
+                                                    errors="ignore"), options=dict(
+        by=keys, pool=pool, energy_offset=energy_offset, ci=ci, seed=seed if ci else None,
+        common=common or None))
     n_failed, n_missing = int(table["n_failed"].sum()), int(table["n_missing"].sum())
     if n_failed or n_missing:
         report.notes.append(f"{n_failed} failed and {n_missing} missing predictions are counted"
@@ -203,26 +193,91 @@ def leaderboard_report(
     return report
 
 
-def _replace_energy_metrics(table: pd.DataFrame, per: pd.DataFrame, keys: list[str]) -> None:
-    g = per.dropna(subset=["e"]).groupby(["model", "dataset", *keys], dropna=False)["e"]
-    stats = pd.DataFrame({
-        Col.ENERGY_MAE.value: g.apply(lambda x: 1000 * np.abs(x).mean()),
-        Col.ENERGY_RMSE.value: g.apply(lambda x: 1000 * np.sqrt((x * x).mean())),
-    }).reset_index()
-    merged = table[["model", "dataset", *keys]].merge(stats, on=["model", "dataset", *keys], how="left")
-    for c in (Col.ENERGY_MAE.value, Col.ENERGY_RMSE.value):
+def _rank(table: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
+    """Rank the complete rows of each group by ``metric``; incomplete rows follow, unranked."""
+    ranked = table[metric].where(selection.complete(table))
+    groups = [table[k] for k in ["dataset", *keys]]
+    table = table.assign(rank=ranked.groupby(groups, dropna=False).rank(method="min"))
+    table = table.sort_values(["dataset", *keys, "rank", "model"], kind="stable",
+                              na_position="last")
+    table["rank"] = table["rank"].astype("Int64")
+    return table
+
+
+def _from_structures(wh: Warehouse, sel: Selection, report: LeaderboardReport, *,
+                     names: list[str], energy_offset: str, ci: float | None, seed: int,
+                     n_boot: int, common: bool) -> None:
+    """Recompute the metrics from the per-structure rows: common structures, shifts, CIs."""
+    from queries.bootstrap import bootstrap_metrics
+    from queries.breakdowns import structure_errors
+
+    keys = list(report.keys)
+    per = structure_errors(wh, sel)
+    table = report.table
+    if common:
+        chosen = list(sel.models) or sorted(table.loc[table["n_predicted"] > 0, "model"].unique())
+        per, kept = selection.restrict_to_common(per, selection.labelled_members(wh, sel), chosen)
+        table = _common_counts(wh, sel, table[table["model"].isin(chosen)], per, keys)
+        report.left_out = kept.left_out
+        report.notes.append(kept.note())
+        if dropped := sorted(set(report.table["model"]) - set(chosen)):
+            report.notes.append("--common: models without any ok prediction are left out: "
+                                + ", ".join(dropped))
+    if energy_offset == "per-element":
+        per, report.offsets = selection.shift_energies(wh, sel, per)
+        report.notes.append("energy errors after a per-element least-squares shift fitted per"
+                            " model and dataset (shifts reported with the table)")
+        k = report.offsets.groupby(["model", "dataset"])["element"].transform("size")
+        if (under := report.offsets[report.offsets["rank"] < k]).size:
+            pairs = sorted({f"{a}/{b}" for a, b in zip(under["model"], under["dataset"], strict=True)})
+            report.notes.append("compositions do not determine every shift for " + ", ".join(pairs)
+                                + ": the minimum-norm shifts are shown (errors are unaffected)")
+    group = ["model", "dataset", *keys]
+    stats = metric_registry.row_sums(per[per["status"] == "ok"], group)
+    stats = pd.concat([stats[group], metric_registry.finish(stats, names)], axis=1)
+    merged = table[group].merge(stats, on=group, how="left")
+    table = table.copy()
+    for c in names:
         table[c] = merged[c].to_numpy()
+    if ci:
+        cis = bootstrap_metrics(per, keys=group, level=ci, seed=seed, n_boot=n_boot)
+        table = table.merge(cis, on=group, how="left")
+        report.notes.append(f"{ci:g}% bootstrap CIs over structures ({n_boot} resamples, seed {seed})")
+    report.table = table
 
 
-def _check_options(*, by: Sequence[str], metric: str | None, energy_offset: str, ci: float | None) -> None:
+def _common_counts(wh: Warehouse, sel: Selection, table: pd.DataFrame, per: pd.DataFrame,
+                   keys: list[str]) -> pd.DataFrame:
+    """Counts over the common structures: each is predicted ok by every selected model."""
+    from queries.offsets import compositions
+
+    rows = per.drop_duplicates(["model", "dataset", *keys, "structure_id"])
+    if "element" in keys:  # n_atoms counts the atoms of that species
+        comp = compositions(wh, sel).rename(columns={"count": "n_el"})
+        rows = rows.merge(comp, on=["structure_id", "element"], how="left")
+        rows["n_atoms"] = rows["n_el"]
+    g = rows.groupby(["model", "dataset", *keys], dropna=False)
+    counts = pd.DataFrame({"n_structures": g["structure_id"].nunique(),
+                           "n_atoms": g["n_atoms"].sum()}).reset_index()
+    out = table.drop(columns=["n_structures", "n_atoms"]).merge(
+        counts, on=["model", "dataset", *keys], how="left")
+    for c in ("n_structures", "n_atoms"):
+        out[c] = out[c].fillna(0).astype(int)
+    out["n_predicted"] = out["n_structures"]
+    out["n_failed"] = 0
+    out["n_missing"] = 0
+    return out[list(table.columns)].reset_index(drop=True)
+
+
+def _check_options(*, by: Sequence[str], metric: str | None, energy_offset: str,
+                   ci: float | None) -> str | None:
+    """Refuse bad options before any work; return the metric's registry name."""
     if bad := [k for k in by if k not in BY_KEYS]:
         raise NoMatch(f"unknown breakdown {', '.join(bad)}; use one of {', '.join(BY_KEYS)}")
-    if metric is not None and metric not in METRICS:
-        raise NoMatch(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
-    if energy_offset not in OFFSET_POLICIES:
-        raise NoMatch(f"unknown energy offset {energy_offset!r}; use none or per-element")
+    selection.check_offset(energy_offset)
     if ci is not None and not 0 < ci < 100:
         raise NoMatch(f"--ci must be a percentage between 0 and 100, not {ci}")
+    return None if metric is None else metric_registry.get(metric).name
 
 
 def leaderboard(

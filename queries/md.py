@@ -93,8 +93,24 @@ def _drift_observables(wh: Warehouse, run_ids: Sequence[int]) -> pd.DataFrame:
         o.name.in_([DRIFT_MAX, DRIFT_SLOPE]) | o.name.like(f"{DRIFT_MAX}@%")
         | o.name.like(f"{DRIFT_SLOPE}@%"))
     df = _read(wh, stmt)
+    if df.empty:  # str.partition of an empty column has no parts to name
+        return df.assign(base=pd.Series(dtype=str), part=pd.Series(dtype=str))
     parts = df["name"].str.partition("@")
     return df.assign(base=parts[0], part=parts[2])
+
+
+def _no_drift_message(wh: Warehouse, rs: pd.DataFrame) -> str:
+    """Why no run has a drift: each run's ensemble, and what else can be asked of them."""
+    runs_text = "; ".join(
+        f"run {r.md_run_id} ({r.system}{', ' + r.model if r.model else ''}): "
+        f"{r.ensemble or 'ensemble unknown'}" for r in rs.head(5).itertuples())
+    more = f" and {len(rs) - 5} more" if len(rs) > 5 else ""
+    names = sorted(set(_read(wh, select(m.MDObservable.name).where(
+        m.MDObservable.md_run_id.in_([int(i) for i in rs["md_run_id"]])))["name"]))
+    have = (f"; their observables: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}"
+            " (`warehouse md observable NAME`)") if names else ""
+    return (f"no energy drift: drift is measured only over an NVE stage with a known atom count,"
+            f" and none of the {len(rs)} matching MD runs has one ({runs_text}{more}){have}")
 
 
 def _status(extra: object) -> str:
@@ -114,8 +130,7 @@ def drift_table(wh: Warehouse, *, models: Sequence[str] = (), systems: Sequence[
     rs["status"] = rs["extra"].map(_status)
     keep = rs[rs["md_run_id"].isin(obs["md_run_id"]) | (rs["status"] != "ok")]
     if keep.empty:
-        raise NoMatch("no MD run with an energy drift (an NVE stage with a known atom count)"
-                      " matches these filters")
+        raise NoMatch(_no_drift_message(wh, rs))
     # one row per run and NVE part: "" for the run's one NVE stage, else "stage<k>" or a series
     wide = obs.pivot_table(index=["md_run_id", "part"], columns="base", values="value",
                            aggfunc="first").reset_index()
@@ -133,6 +148,9 @@ def drift_table(wh: Warehouse, *, models: Sequence[str] = (), systems: Sequence[
                                     kind="stable")
     notes = ["drift_max = max_t |E(t)-E(t0)|/N; drift_slope = least-squares slope of E(t)/N"
              " against t; both over the NVE part of each run (see each observable's method)"]
+    if len(left := rs[~rs["md_run_id"].isin(keep["md_run_id"])]):
+        notes.append(f"{len(left)} run(s) without an NVE stage (no drift) not listed: runs "
+                     + ", ".join(f"{r.md_run_id} ({r.ensemble or '?'})" for r in left.itertuples()))
     return MDReport(table.reset_index(drop=True), notes)
 
 
@@ -151,8 +169,13 @@ def observable_stats(
     obs = _observables(wh, rs["md_run_id"], [name]) if not rs.empty else pd.DataFrame(
         columns=["md_run_id", "name", "value", "unit"])
     if obs.empty:
+        stored = sorted(set(_read(wh, select(m.MDObservable.name).where(m.MDObservable.md_run_id.in_(
+            [int(i) for i in rs["md_run_id"]])))["name"])) if not rs.empty else []
         raise NoMatch(f"no stored observable {name!r} for these models"
-                      + (f" (system {system!r})" if system else ""))
+                      + (f" (system {system!r})" if system else "")
+                      + (f"; their runs have: {', '.join(stored[:10])}"
+                         f"{' ...' if len(stored) > 10 else ''}" if stored else
+                         "; no MD run of theirs is stored"))
     rows = rs.merge(obs, on="md_run_id")
     if members:
         dup = rows["model"].value_counts()

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
-from queries.breakdowns import Selection, members, structure_errors
+from queries.breakdowns import Selection, members
 from warehouse import models as m
 from warehouse.core import Warehouse
 
@@ -64,15 +64,14 @@ def shifts_per_structure(offsets: pd.DataFrame, comp: pd.DataFrame) -> pd.DataFr
     return j.groupby(["model", "dataset", "structure_id"], as_index=False)["shift"].sum()
 
 
-def fit_element_offsets(wh: Warehouse, sel: Selection, per: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Shifts per (model, dataset) group for the selection (see the module doc)."""
-    base = per if per is not None and not sel.by else structure_errors(wh, sel.with_by(()))
-    return calc_element_offsets(base, compositions(wh, sel))
+def apply_offsets(per: pd.DataFrame, offsets: pd.DataFrame, wh: Warehouse, sel: Selection, *,
+                  comp: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per-structure rows with ``e`` replaced by e - x . mu (rows without a fit keep NaN shift).
 
-
-def apply_offsets(per: pd.DataFrame, offsets: pd.DataFrame, wh: Warehouse, sel: Selection) -> pd.DataFrame:
-    """Per-structure rows with ``e`` replaced by e - x . mu (rows without a fit keep NaN shift)."""
-    shifts = shifts_per_structure(offsets, compositions(wh, sel))
+    The fit itself is :func:`calc_element_offsets`, called by
+    :func:`queries.selection.shift_energies` for every command that uses energy errors.
+    """
+    shifts = shifts_per_structure(offsets, compositions(wh, sel) if comp is None else comp)
     out = per.merge(shifts, on=["model", "dataset", "structure_id"], how="left")
     out["e"] = out["e"] - out["shift"].fillna(0.0)
     return out.drop(columns="shift")

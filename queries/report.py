@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from queries.metrics import UNITS as metric_units
 from warehouse import Warehouse, __version__
 from warehouse.errors import WarehouseError
 
 MAX_PARITY = 12  # parity figures: the first model x dataset pairs, by name
 
-UNITS = {"energy_mae": "meV/atom", "energy_rmse": "meV/atom", "force_mae": "meV/Å",
-         "force_rmse": "meV/Å", "stress_mae": "GPa", "stress_rmse": "GPa"}
+UNITS = dict(metric_units)  # every metric's unit, from the registry (queries.metrics)
 
 SORT_SCRIPT = """
 document.querySelectorAll('table.sortable th').forEach((th, col) => {
@@ -135,14 +135,23 @@ class _Site:
         from queries.cost_figures import plot_pareto
         from queries.pareto import pareto
 
-        rows = pareto(self.wh, datasets=self.datasets)
-        rows = rows.dropna(subset=["s_per_atom_step"]) if "s_per_atom_step" in rows else rows
-        if rows.empty:
-            return
-        sec.body.append(_figure(plot_pareto(rows, self.out / "pareto.svg"), "Pareto front"))
-        shown = [c for c in ("model", "hardware", "error", "s_per_atom_step", "n_structures",
-                             "n_failed", "n_missing", "on_front") if c in rows]
-        sec.body.append(_table(rows[shown]))
+        from queries.catalog import list_datasets
+
+        # one front per dataset: a front compares models on one set of structures (never pooled
+        # silently), each model entering only with every structure predicted ok
+        for i, dataset in enumerate(self.datasets or list(list_datasets(self.wh)["dataset"])):
+            try:
+                rows = pareto(self.wh, datasets=[dataset], energy_offset=self.energy_offset)
+            except WarehouseError:  # no predictions or no timings for this dataset
+                continue
+            rows = rows.dropna(subset=["s_per_atom_step"])
+            if rows.empty:
+                continue
+            sec.body.append(_figure(plot_pareto(rows, self.out / f"pareto-{i}.svg"),
+                                    f"Pareto front on {dataset}"))
+            shown = [c for c in ("model", "protocol", "error", "s_per_atom_step", "n_structures",
+                                 "n_failed", "n_missing", "on_front", "note") if c in rows]
+            sec.body.append(_table(rows[shown]))
 
     def parity(self, sec: Section) -> None:
         from queries.figures import parity_data, plot_parity

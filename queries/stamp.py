@@ -1,10 +1,11 @@
 """The provenance stamp printed under exported tables: what a table was computed from.
 
 ``warehouse <version> · schema <alembic revision> · rows <fingerprint> · <date>``. The fingerprint
-is a sha256 over the query options and, per group, the counts, the ids of the prediction rows
-used (their sum and the latest ingest run) and the error sums rounded to 12 significant digits
-(so a different summation order on another engine does not change it): the same inputs always
-give the same fingerprint; adding, removing or re-ingesting a prediction changes it.
+is a sha256 over the query options and, per group, the counts and the ids of the prediction rows
+used (their sum and the latest ingest run): the same inputs always give the same fingerprint;
+adding, removing or re-ingesting a prediction changes it. The floating-point error sums are left
+out: summed in another order (kept at ingest vs. live, one engine vs. another) they differ in the
+last bits, and rounding them cannot hide that for every value (one near a rounding boundary flips).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from warehouse.core import Warehouse
 
 SUM_COLUMNS = ("n_structures", "n_predicted", "n_failed", "n_energy", "e_abs", "e_sq", "f_abs",
                "f_sq", "f_n", "s_abs", "s_sq", "s_n", "id_sum", "max_run")
+FLOAT_SUMS = ("e_abs", "e_sq", "f_abs", "f_sq", "s_abs", "s_sq")
 
 
 def _canon(v: object) -> object:
@@ -37,7 +39,7 @@ def _canon(v: object) -> object:
 def rows_fingerprint(sums: pd.DataFrame, *, options: dict[str, object]) -> str:
     """sha256 (hex) of the grouped sums a table was computed from, and the options."""
     keys = [c for c in sums.columns if c not in SUM_COLUMNS and c not in ("n_atoms", "n_missing")]
-    cols = keys + [c for c in SUM_COLUMNS if c in sums.columns]
+    cols = keys + [c for c in SUM_COLUMNS if c in sums.columns and c not in FLOAT_SUMS]
     rows = sorted(
         ([_canon(v) for v in row] for row in sums[cols].itertuples(index=False)),
         key=lambda r: json.dumps(r[: len(keys)], default=str),

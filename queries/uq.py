@@ -28,6 +28,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy.stats import rankdata
 
+from queries.metrics import QUANTITY_UNITS
 from queries.uq_options import DEFAULT_N_BOOT, By, Level, Quantity, Show
 
 if TYPE_CHECKING:
@@ -42,7 +43,8 @@ DEFAULT_SEED = 0
 # (quantity, level) pairs that exist: energy has no per-atom form.
 PAIRS = ((Quantity.ENERGY, Level.STRUCTURE), (Quantity.FORCE, Level.STRUCTURE),
          (Quantity.FORCE, Level.ATOM))
-REPORT_UNIT = {Quantity.ENERGY: "meV/atom", Quantity.FORCE: "meV/Å"}
+# the tables' units, from the metric registry (queries.metrics)
+REPORT_UNIT = {Quantity.ENERGY: QUANTITY_UNITS["energy"], Quantity.FORCE: QUANTITY_UNITS["force"]}
 
 
 # -- U and e ----------------------------------------------------------------------------------
@@ -370,6 +372,34 @@ def uq_threshold(
     return pd.DataFrame(rows)
 
 
+def apply_comparison_rule(data: UQData, *, common: bool) -> None:
+    """Refuse an ensemble comparison with gaps unless ``common``; then say what was left out.
+
+    Grades of one model compare no models: structures without grades or predictions are
+    counted (``n_missing``, ``n_failed``) and left out, as documented in docs/UQ.md.
+    """
+    from warehouse.errors import NoMatch
+
+    if data.kind != "ensemble":
+        return
+    st = data.structures
+    gap = st["energy_status"].isin(["missing", "failed"]) | st["force_status"].isin(["missing", "failed"])
+    if not gap.any():
+        return
+    counts = {s: int(((st["energy_status"] == s) | (st["force_status"] == s)).sum())
+              for s in ("missing", "failed")}
+    detail = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    if not common:
+        raise NoMatch(f"{data.source}: members lack an ok prediction for {int(gap.sum())} of"
+                      f" {len(st)} structures ({detail}); models are compared on the same"
+                      " structures: pass --common to use the structures all of them share")
+    named = ", ".join(f"{d} #{i}" for d, i in zip(st.loc[gap, "dataset"][:8],
+                                                 st.loc[gap, "structure_id"][:8], strict=True))
+    more = f" and {int(gap.sum()) - 8} more" if gap.sum() > 8 else ""
+    data.note = "; ".join(x for x in (data.note, f"--common: {int(gap.sum())} of {len(st)}"
+                                      f" structures left out ({detail}): {named}{more}") if x)
+
+
 def uq_report(
     wh,
     *,
@@ -386,12 +416,17 @@ def uq_report(
     n_bins: int = 10,
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = DEFAULT_SEED,
+    energy_offset: str = "none",
+    common: bool = False,
 ) -> tuple[pd.DataFrame, UQData]:
     """Read an ensemble's (or a model's grades') U and e on ``datasets`` and build one report.
 
     Exactly one source: ``ensemble``, or ``grades`` (a kind) with ``model``. For ``threshold``
     reports without a rule, grades use U > 1 (the gamma = 1 extrapolation threshold) and
-    ensembles flag their top 10% of U.
+    ensembles flag their top 10% of U. The comparison rule (:mod:`queries.selection`): every
+    member needs an ok prediction for every structure with a reference, unless ``common``
+    (then the others are left out, counted and named). ``energy_offset="per-element"`` removes
+    each member's per-element energy shifts (the leaderboard's fit) before U_E and e_E.
     """
     from queries.uq_data import read_ensemble_uq, read_grades_uq
     from warehouse.errors import NoMatch
@@ -405,9 +440,14 @@ def uq_report(
     if not 0 < high_error_fraction <= 1:
         raise NoMatch(f"--high-error-fraction must be in (0, 1], got {high_error_fraction}")
     if ensemble is not None:
-        data = read_ensemble_uq(wh, ensemble=ensemble, datasets=datasets)
+        data = read_ensemble_uq(wh, ensemble=ensemble, datasets=datasets, energy_offset=energy_offset)
     else:
-        data = read_grades_uq(wh, model=model, kind=grades, datasets=datasets)
+        data = read_grades_uq(wh, model=model, kind=grades, datasets=datasets,
+                              energy_offset=energy_offset)
+    apply_comparison_rule(data, common=common)
+    if energy_offset == "per-element":
+        data.note = "; ".join(x for x in (data.note, "energies after each member's per-element"
+                                          " least-squares shift") if x)
     if show is Show.CALIBRATION:
         return uq_calibration(data, level=level, n_bins=n_bins), data
     if show is Show.THRESHOLD:

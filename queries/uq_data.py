@@ -59,6 +59,8 @@ class UQData:
     u_scale: float = 1000.0  # stored U -> report units (eV -> meV; grades: 1)
     note: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    # energy_offset="per-element": each member's fitted shifts (model, dataset, element, ...)
+    offsets: pd.DataFrame | None = None
 
     def atom_symbols(self) -> NDArray[np.str_]:
         return SYMBOLS[self.atom_z]
@@ -75,7 +77,8 @@ class UQData:
 
 
 def read_ensemble_uq(
-    wh: Warehouse, *, ensemble: str, datasets: Sequence[str], batch_atoms: int = BATCH_ATOMS
+    wh: Warehouse, *, ensemble: str, datasets: Sequence[str], batch_atoms: int = BATCH_ATOMS,
+    energy_offset: str = "none",
 ) -> UQData:
     """U and e of ensemble ``ensemble`` on ``datasets`` (see the module docstring)."""
     with wh.session() as s:
@@ -94,11 +97,13 @@ def read_ensemble_uq(
     if len(members) == 1:
         note = "ensemble of one model: the max-deviation uncertainty is zero by definition"
     return _read(wh, [i for i, _ in members], [n for _, n in members], datasets,
-                 source=f"ensemble {ensemble}", note=note, batch_atoms=batch_atoms)
+                 source=f"ensemble {ensemble}", note=note, batch_atoms=batch_atoms,
+                 energy_offset=energy_offset)
 
 
 def read_grades_uq(
-    wh: Warehouse, *, model: str, kind: str, datasets: Sequence[str], batch_atoms: int = BATCH_ATOMS
+    wh: Warehouse, *, model: str, kind: str, datasets: Sequence[str], batch_atoms: int = BATCH_ATOMS,
+    energy_offset: str = "none",
 ) -> UQData:
     """Grades ``kind`` of ``model`` as U against that model's own error on ``datasets``."""
     with wh.session() as s:
@@ -110,19 +115,25 @@ def read_grades_uq(
             raise NoMatch(f"model {model!r} has no grades of kind {kind!r}; store them with"
                           f" `warehouse ingest grades PATH --model {model} --kind {kind}`")
     return _read(wh, [mid], [model], datasets, source=f"grades {kind} of {model}", grades=kind,
-                 batch_atoms=batch_atoms)
+                 batch_atoms=batch_atoms, energy_offset=energy_offset)
 
 
 def _read(
     wh: Warehouse, model_ids: list[int], names: list[str], datasets: Sequence[str], *,
     source: str, note: str | None = None, grades: str | None = None, batch_atoms: int,
+    energy_offset: str = "none",
 ) -> UQData:
+    from queries.selection import check_offset
+
+    check_offset(energy_offset)
     if not datasets:
         raise NoMatch("name at least one dataset (--dataset NAME)")
-    parts, atoms = [], []
+    parts, atoms, fits = [], [], []
     offset = 0
     for name in datasets:
-        st, at = _read_dataset(wh, name, model_ids, grades, batch_atoms)
+        st, at, fit = _read_dataset(wh, name, model_ids, grades, batch_atoms, energy_offset)
+        if fit is not None:
+            fits.append(fit.assign(model=fit["model"].map(dict(enumerate(names)))))
         parts.append(st)
         atoms.append((at[0] + offset, *at[1:]))
         offset += len(st)
@@ -133,6 +144,7 @@ def _read(
         datasets=list(datasets), structures=structures, atom_row=cat[0].astype(np.int64),
         atom_z=cat[1].astype(np.int16), atom_u=cat[2], atom_e=cat[3],
         u_scale=1.0 if grades else 1000.0, note=note,
+        offsets=pd.concat(fits, ignore_index=True) if fits else None,
     )
     data.counts = {f"{q}_{k}": int(v) for q in ("energy", "force")
                    for k, v in structures[f"{q}_status"].value_counts().items()}
@@ -232,10 +244,39 @@ def _statuses(st: pd.DataFrame, status: NDArray, energy: NDArray, ffile: NDArray
     return e_status, f_status
 
 
+def _shift_energies(wh: Warehouse, name: str, st: pd.DataFrame, status: NDArray,
+                    energy: NDArray) -> tuple[NDArray, pd.DataFrame]:
+    """Each member's energies minus its per-element offsets, fitted on its own ok structures
+    by the leaderboard's fit (:func:`queries.offsets.calc_element_offsets`): a constant per
+    element would otherwise dominate both U_E and e_E."""
+    from queries.breakdowns import Selection
+    from queries.offsets import calc_element_offsets, compositions, shifts_per_structure
+
+    comp = compositions(wh, Selection(datasets=(name,)))
+    n = st["n_atoms"].to_numpy()
+    ref = st["ref_energy"].to_numpy()
+    sids = st["structure_id"].to_numpy()
+    errors = []
+    for k in range(energy.shape[1]):
+        ok = (status[:, k] == OK) & np.isfinite(energy[:, k]) & np.isfinite(ref)
+        errors.append(pd.DataFrame({"model": k, "dataset": name, "structure_id": sids[ok],
+                                    "e": (energy[ok, k] - ref[ok]) / n[ok]}))
+    offsets = calc_element_offsets(pd.concat(errors, ignore_index=True), comp)
+    shifts = shifts_per_structure(offsets, comp)
+    out = energy.copy()
+    for k in range(energy.shape[1]):
+        per = shifts[shifts["model"] == k].set_index("structure_id")["shift"]
+        out[:, k] -= n * pd.Series(sids).map(per).fillna(0.0).to_numpy()
+    return out, offsets
+
+
 def _read_dataset(wh: Warehouse, name: str, model_ids: list[int], grades: str | None,
-                  batch_atoms: int):
+                  batch_atoms: int, energy_offset: str = "none"):
     st = _dataset_members(wh, name)
     status, energy, ffile = _member_predictions(wh, st, model_ids)
+    fit = None
+    if energy_offset == "per-element":
+        energy, fit = _shift_energies(wh, name, st, status, energy)
     gfile, max_grade = (None, None)
     if grades is not None:
         gfile, max_grade = _grade_files(wh, st, model_ids[0], grades)
@@ -260,7 +301,7 @@ def _read_dataset(wh: Warehouse, name: str, model_ids: list[int], grades: str | 
             "energy_status", "force_status", "u_energy", "e_energy", "u_force", "e_force"]
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int16), np.zeros(0), np.zeros(0))
     cat = tuple(np.concatenate([a[i] for a in atoms]) for i in range(4)) if atoms else empty
-    return st[keep].reset_index(drop=True), cat
+    return st[keep].reset_index(drop=True), cat, fit
 
 
 def _lake_paths(wh: Warehouse, st: pd.DataFrame, ffile: NDArray, gfile: NDArray | None) -> dict[int, str]:

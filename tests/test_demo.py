@@ -13,6 +13,9 @@ def test_demo_builds_a_real_leaderboard(cli) -> None:
     assert res.exit_code == 0, res.output
     assert "mlearn-Cu-test" in res.stdout and "mlearn-Ni-test" in res.stdout
     assert "another zero" in res.stdout and "per-element" in res.stdout
+    first = res.stdout[: res.stdout.index("another zero")]
+    assert "energy_mae (meV/atom)" in first and "force_rmse (meV/Å)" in first  # units, issue 16
+    assert "-0.0000" not in res.stdout  # a shift that rounds to zero prints without a sign
     res = cli("leaderboard", "--model", "emt", "--format", "json")
     rows = {r["dataset"]: r for r in json.loads(res.stdout)}
     assert rows["mlearn-Cu-test"]["n_structures"] == 31

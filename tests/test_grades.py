@@ -112,7 +112,7 @@ def test_csv_grades_by_hash_and_by_frame(wh, cli, shared_data, loaded, tmp_path)
 
 
 @pytest.mark.parametrize("case, message", [
-    ("no-array", "frame 0: no per-atom array 'gamma'"),
+    ("no-array", "frame 0, line 1: no per-atom array 'gamma'"),
     ("nan", "line 3: grade is not a finite number"),
     ("gap", "atom_index must cover 0..n-1 exactly once"),
     ("unknown", "is not in the warehouse"),

@@ -184,7 +184,9 @@ def test_kill_9_mid_ingest_leaves_catalog_unchanged_and_retry_succeeds(
     assert proc.returncode == -signal.SIGKILL
     counts, files = snapshot(wh)
     assert counts == seeded[0]  # the catalog is exactly as before
-    assert wh.counts()["ingest_runs"] == runs_before  # the running row died with its transaction
+    # the run was registered before it wrote: its row stays "running" until a repair finds its
+    # process gone
+    assert wh.counts()["ingest_runs"] == runs_before + 1
     orphans = sorted(set(files) - set(seeded[1]))
     assert orphans, "the kill came after a lake file was written, so it must be left behind"
 
@@ -192,9 +194,12 @@ def test_kill_9_mid_ingest_leaves_catalog_unchanged_and_retry_succeeds(
     assert res.exit_code == 1
     problems = [line for line in res.output.splitlines() if line.split()[0].isupper()]
     assert problems and all(line.startswith("ORPHAN") for line in problems), res.output
-    assert cli("check", "--repair").exit_code == 0
+    res = cli("check", "--repair")
+    assert res.exit_code == 0 and "marked failed" in res.output, res.output
     assert snapshot(wh) == seeded
     assert cli("check").exit_code == 0
+    runs = json.loads(cli("runs", "-f", "json").output)
+    assert runs[0]["status"] == "failed" and "killed" in runs[0]["message"]
 
     res = cli("ingest", "structures", path, "--dataset", "big")
     assert res.exit_code == 0, res.output
@@ -207,7 +212,7 @@ def test_sigterm_mid_ingest_rolls_back_cleanly(cli, wh, db_url, lake_path, seede
     proc = _start_and_kill(_warehouse_cmd(db_url, lake_path, "ingest", "structures", path,
                                           "--dataset", "big"), lake_path, signal.SIGTERM)
     _, err = proc.communicate()
-    assert proc.returncode == 130, err
+    assert proc.returncode == 143, err
     assert "Interrupted" in err and "Traceback" not in err
     assert snapshot(wh) == seeded  # no orphans either: the rollback removed its lake files
     runs = json.loads(cli("runs", "-f", "json").output)

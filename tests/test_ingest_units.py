@@ -112,7 +112,9 @@ def test_every_converter_recovers_emt_stress(cli, wh, tmp_path) -> None:
         })
     (tmp_path / "ml.json").write_text(json.dumps(recs))
     for name, level in (("nine.xyz", "v9"), ("six.xyz", "v6"), ("ml.json", "ml")):
-        res = cli("ingest", "structures", tmp_path / name, "-d", level, "-l", level)
+        # six numbers are read only in the order the user states (the file does not)
+        order = ["--voigt-order", "xx,yy,zz,yz,xz,xy"] if name == "six.xyz" else []
+        res = cli("ingest", "structures", tmp_path / name, "-d", level, "-l", level, *order)
         assert res.exit_code == 0, res.output
         got = np.array([r["stress"] for r in stored_references(wh, level)])
         np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9, err_msg=name)

@@ -1,4 +1,4 @@
-"""Foreign keys of bulk rows on PostgreSQL, checked before commit instead of per row (ingest.bulk).
+"""Foreign keys of bulk rows on PostgreSQL, checked before commit instead of per row (ingest.writers.bulk).
 
 The deferred check must refuse what the per-row triggers refuse, leave nothing behind when it
 does, keep the parents that predate the ingest locked until it commits, give the same catalog
@@ -28,7 +28,7 @@ def _libpq(wh) -> str:
 
 
 def test_the_deferred_check_is_used_where_allowed_and_not_where_a_trigger_exists(wh) -> None:
-    from ingest import bulk
+    from ingest.writers import bulk
 
     with wh.engine.connect() as conn:
         assert bulk.key_check_mode(conn, BULK) == "deferred"  # the test server's role: superuser
@@ -44,7 +44,7 @@ def test_the_deferred_check_is_used_where_allowed_and_not_where_a_trigger_exists
 
 
 def test_both_modes_store_the_same_catalog(tmp_path, monkeypatch, _pg) -> None:
-    from ingest import bulk
+    from ingest.writers import bulk
     from ingest.api import ingest_structures
     from warehouse import open_warehouse
 
@@ -79,7 +79,7 @@ def test_a_row_pointing_at_no_parent_fails_the_ingest_and_nothing_lands(
         wh, tmp_path, monkeypatch, mode) -> None:
     """A member of a dataset that does not exist (a loader bug, or a parent deleted meanwhile)
     is refused by either check; the deferred one names the table and the missing key."""
-    from ingest import bulk
+    from ingest.writers import bulk
     from ingest.api import ingest_structures
     from ingest.loader import Loader
 
@@ -107,7 +107,7 @@ def test_a_row_pointing_at_no_parent_fails_the_ingest_and_nothing_lands(
 def test_parents_that_predate_the_ingest_stay_locked_until_it_commits(wh, tmp_path) -> None:
     """As the per-row triggers would: while an ingest that shares a dataset, a level of theory
     and structures with earlier ones is open, none of those rows can be deleted."""
-    from ingest import bulk
+    from ingest.writers import bulk
     from ingest.api import ingest_structures
     from ingest.extxyz import parse_extxyz_batches
     from ingest.loader import ingest_run
@@ -128,8 +128,8 @@ def test_parents_that_predate_the_ingest_stay_locked_until_it_commits(wh, tmp_pa
         assert (dataset, level) == (ds, lot)
         ld.add_batches(list(parse_extxyz_batches(path)) + list(parse_extxyz_batches(more)),
                        dataset_id=dataset, level_id=level)
-        assert ld._key_checks == "deferred"
-        ld._writer.wait()
+        assert ld.bulk.key_checks == "deferred"
+        ld.bulk.writer.wait()
         with psycopg.connect(_libpq(wh), autocommit=True) as other:
             other.execute("SET lock_timeout = '300ms'")
             for sql in (f"DELETE FROM structures WHERE id = {old_sid}",
@@ -150,7 +150,7 @@ def test_a_role_that_may_not_set_the_replication_role_gets_the_triggers(wh, tmp_
 
     from sqlalchemy import create_engine
 
-    from ingest import bulk
+    from ingest.writers import bulk
     from ingest.api import ingest_structures
     from warehouse import open_warehouse
 

@@ -146,9 +146,14 @@ def test_pool_with_exclusion_and_n_elements(lw, shared_data, diffs):
 
 
 def test_rank_by_metric(lw):
-    table = leaderboard(lw, datasets=[DATASET], metric="force_rmse")
-    assert list(table["model"]) == list(table.sort_values("force_rmse")["model"])
-    assert list(table["rank"]) == [1, 2, 3]
+    """Complete models are ranked; the gappy one (failed and missing rows) follows, unranked."""
+    report = leaderboard_report(lw, datasets=[DATASET], metric="force_rmse")
+    table = report.table
+    ranked = table[table["rank"].notna()]
+    assert list(ranked["model"]) == list(ranked.sort_values("force_rmse")["model"])
+    assert list(ranked["rank"]) == [1, 2]
+    assert table["model"].iloc[-1] == GAPPY and pd.isna(table["rank"].iloc[-1])
+    assert any(f"not ranked" in n and GAPPY in n for n in report.notes)
 
 
 def test_per_element_offsets_match_numpy_lstsq(lw, diffs):
@@ -211,11 +216,15 @@ def lcli(loaded):
     return run
 
 
-def test_cli_json_keys_unchanged_without_options(lcli):
+def test_cli_json_keys_without_options(lcli):
+    """The foundation's keys, with n_predicted beside the other counts and each record's units
+    (issue 16: every format carries the same columns and their units)."""
     res = lcli("leaderboard", "--format", "json")
     assert res.exit_code == 0, res.output
     records = json.loads(res.stdout)
-    assert all(list(r) == COLUMNS for r in records)
+    keys = [*COLUMNS[:4], "n_predicted", *COLUMNS[4:], "units"]
+    assert all(list(r) == keys for r in records)
+    assert records[0]["units"]["force_rmse"] == "meV/Å"
     assert {(r["model"], r["dataset"]) for r in records} >= {("pbte-nep", "pbte"),
                                                               ("unep-v1", DATASET)}
 
@@ -271,7 +280,9 @@ def test_rollup_and_live_query_agree(lw, options):
 
 
 def test_rollup_follows_new_ingests(tmp_path, db_url, shared_data):
-    """A leaderboard after an ingest includes it: the stale rollup is rebuilt, not used."""
+    """A leaderboard after an ingest includes it: the sums are kept by the ingest itself."""
+    from warehouse.keptsums import differences
+
     with open_warehouse(db_url, str(tmp_path / "lake")) as w:
         ingest_unep(w, shared_data, models=("unep-v1",), sets=("eos",))
         first = leaderboard(w)
@@ -281,14 +292,8 @@ def test_rollup_follows_new_ingests(tmp_path, db_url, shared_data):
         ingest_unep(w, shared_data, models=(), sets=("screw",))  # new members, same models
         third = leaderboard(w)
         assert set(third["n_structures"]) == {226} and set(third["n_missing"]) == {50}
-        from sqlalchemy import text
-
-        from queries.rollup import catalog_state, ensure_fresh
-
-        assert ensure_fresh(w)
         with w.engine.connect() as conn:
-            states = set(conn.scalars(text("SELECT DISTINCT state FROM leaderboard_rollup")))
-            assert states == {catalog_state(conn)}
+            assert differences(conn).empty
 
 
 def test_python_api_documented_columns(loaded):
@@ -304,66 +309,3 @@ def test_python_api_documented_columns(loaded):
     rmse = 1000 * np.sqrt(per["f_sq"].sum() / per["f_n"].sum())
     assert rmse == pytest.approx(table["force_rmse"].iloc[0], rel=1e-12)
     assert list(table.columns) == COLUMNS
-
-
-def test_rollup_not_written_when_an_ingest_lands_meanwhile(tmp_path, db_url, shared_data, monkeypatch):
-    """Rows computed from a snapshot the catalog has since moved past are thrown away."""
-    import queries.rollup as rollup
-    from sqlalchemy import text
-
-    with open_warehouse(db_url, str(tmp_path / "lake")) as w:
-        ingest_unep(w, shared_data, models=("unep-v1",), sets=("eos",))
-        real = rollup.rollup_rows
-
-        def racing(conn, models=None):
-            rows = real(conn, models)
-            with w.engine.begin() as other:  # "an ingest" commits while we compute
-                other.execute(text("INSERT INTO models (name) VALUES ('newcomer')"))
-            return rows
-
-        monkeypatch.setattr(rollup, "rollup_rows", racing)
-        assert rollup.ensure_fresh(w) is False
-        with w.engine.connect() as conn:
-            assert conn.scalar(text("SELECT count(*) FROM leaderboard_rollup")) == 0
-        monkeypatch.setattr(rollup, "rollup_rows", real)
-        table = leaderboard(w)  # rebuilt now, same numbers as live
-        pd.testing.assert_frame_equal(table, leaderboard(w, use_rollup=False)[COLUMNS], rtol=1e-12)
-
-
-def test_rollup_rebuilds_only_the_models_an_ingest_added(tmp_path, db_url, shared_data):
-    """Evaluating one more model recomputes that model's rows only, with the same result as a
-    full rebuild; new members force a full rebuild."""
-    from sqlalchemy import text
-
-    import queries.rollup as rollup
-
-    def snapshot(w):
-        with w.engine.connect() as conn:
-            return pd.read_sql(text(
-                "SELECT model_id, dataset_id, subset, n_elements, element, sum(n_predicted) AS n,"
-                " sum(e_sq) AS e_sq, sum(f_sq) AS f_sq, sum(f_n) AS f_n, sum(n_structures) AS ns"
-                " FROM leaderboard_rollup GROUP BY model_id, dataset_id, subset, n_elements, element"
-                " ORDER BY model_id, dataset_id, subset, n_elements, element"), conn)
-
-    with open_warehouse(db_url, str(tmp_path / "lake")) as w:
-        ingest_unep(w, shared_data, models=("unep-v1",), sets=("eos", "screw"))
-        leaderboard(w)
-        with w.engine.connect() as conn:
-            built = conn.scalar(text("SELECT state FROM leaderboard_rollup LIMIT 1"))
-        ingest_unep(w, shared_data, models=("eam-zhou",), sets=("eos", "screw"))
-        with w.engine.connect() as conn:
-            (eam,) = conn.scalars(text("SELECT id FROM models WHERE name = 'eam-zhou'"))
-            assert rollup.changed_models(conn, built) == [eam]
-        by_el = leaderboard(w, by=["element", "subset"])
-        partial = snapshot(w)
-        with w.engine.begin() as conn:
-            conn.execute(text("DELETE FROM leaderboard_rollup"))
-        assert rollup.ensure_fresh(w)
-        pd.testing.assert_frame_equal(partial, snapshot(w), rtol=1e-12, check_dtype=False)
-        pd.testing.assert_frame_equal(by_el, leaderboard(w, by=["element", "subset"], use_rollup=False),
-                                      rtol=1e-12, check_dtype=False)
-        with w.engine.connect() as conn:
-            built = conn.scalar(text("SELECT state FROM leaderboard_rollup LIMIT 1"))
-        ingest_unep(w, shared_data, models=(), sets=("stacking_fault",))
-        with w.engine.connect() as conn:
-            assert rollup.changed_models(conn, built) is None

@@ -127,9 +127,10 @@ def test_lammps_log_two_runs(tmp_path: Path) -> None:
     path = tmp_path / "log.lammps"
     path.write_text(LAMMPS_LOG)
     (d,) = parse_lammps_log(path)
-    np.testing.assert_array_equal(d.columns["step"], [0, 10, 20, 30, 40])  # repeated 20 dropped
-    np.testing.assert_allclose(d.columns["time"], [0, 0.02, 0.04, 0.06, 0.08])
-    np.testing.assert_allclose(d.columns["pressure"], [0.1, 0.2, -0.05, -0.04, -0.03])  # bar->GPa
+    # the repeated row 20 is the NVE stage's starting state: kept, at the same time
+    np.testing.assert_array_equal(d.columns["step"], [0, 10, 20, 20, 30, 40])
+    np.testing.assert_allclose(d.columns["time"], [0, 0.02, 0.04, 0.04, 0.06, 0.08])
+    np.testing.assert_allclose(d.columns["pressure"], [0.1, 0.2, -0.05, -0.05, -0.04, -0.03])  # bar->GPa
     assert d.units["pressure"] == "GPa" and d.units["total_energy"] == "eV"
     assert [s.kind for s in d.stages] == ["NVT", "NVE"]
     assert d.stages[0].temperature_k == (300, 300) and d.meta["temperature_k"] == 300

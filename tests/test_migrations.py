@@ -59,10 +59,51 @@ def test_cli_db_commands(cli) -> None:
     head = migrate.head_revision()
     assert f"catalog: {head}" in res.output and f"code:    {head}" in res.output
     res = cli("db", "downgrade", "base")
+    assert res.exit_code == 1 and "--yes" in res.output, res.output  # asks first
+    assert cli("db", "current").output.startswith(f"catalog: {head}")
+    res = cli("db", "downgrade", "base", "--yes")
     assert res.exit_code == 0, res.output
     assert "catalog at revision None" in res.output
     res = cli("db", "upgrade")
     assert f"catalog at revision {head}" in res.output
+
+
+def test_downgrade_base_removes_the_lake_files_it_orphans(cli, wh, lake_path, tmp_path) -> None:
+    from ingest_helpers import write_fcc_xyz
+
+    path = tmp_path / "a.xyz"
+    write_fcc_xyz(path, 3, reps=2)
+    assert cli("ingest", "structures", path, "-d", "a").exit_code == 0
+    files = sorted(wh.lake.walk())
+    assert files and (lake_path / "_warehouse.json").exists()
+    wh.close()
+    res = cli("db", "downgrade", "base")
+    assert res.exit_code == 1 and f"{len(files)} lake files" in res.output, res.output
+    assert sorted(wh.lake.walk()) == files  # nothing done without --yes
+    res = cli("db", "downgrade", "base", "--yes")
+    assert res.exit_code == 0 and f"removed {len(files)} lake files" in res.output, res.output
+    assert list(wh.lake.walk()) == [] and not (lake_path / "_warehouse.json").exists()
+    assert cli("db", "upgrade").exit_code == 0
+    assert cli("ingest", "structures", path, "-d", "a").exit_code == 0  # a new catalog, same lake
+
+
+def test_a_lake_bound_to_another_catalog_is_refused(cli, wh, tmp_path, lake_path) -> None:
+    from ingest_helpers import write_fcc_xyz
+
+    path = tmp_path / "a.xyz"
+    write_fcc_xyz(path, 2, reps=2)
+    assert cli("ingest", "structures", path, "-d", "a").exit_code == 0
+    other = f"sqlite:///{tmp_path / 'other.sqlite'}"
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    res = CliRunner().invoke(app, ["--url", other, "--lake", str(lake_path), "ingest",
+                                   "structures", str(path), "-d", "a"])
+    assert res.exit_code == 1 and "belongs to another catalog" in res.output, res.output
+    res = CliRunner().invoke(app, ["--url", other, "--lake", str(lake_path), "check", "--repair"])
+    assert res.exit_code == 1 and "belongs to another catalog" in res.output, res.output
+    assert cli("check").exit_code == 0  # its own catalog's files were not touched
 
 
 def _all_revisions() -> list[str]:

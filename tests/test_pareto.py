@@ -113,7 +113,8 @@ def test_front_by_money_across_hardware(two_models, cli) -> None:
     res = cli("pareto", "--metric", "force-rmse", "-d", CU, "--price-per-hour", f"{H100}=2.5",
               "--price-per-hour", f"{EPYC}=4", "-f", "json")
     assert res.exit_code == 0, res.output
-    assert len(json.loads(res.output)) == 4
+    assert len(json.loads(res.stdout)) == 4
+    assert "note: error: Force RMSE (meV/Å) from the leaderboard on mlearn-Cu-test" in res.stderr
 
 
 def test_cli_errors_are_one_line(two_models, cli) -> None:
@@ -134,10 +135,12 @@ def test_pool_of_two_datasets(wh) -> None:
         run_evaluate(wh, model="emt", calculator="emt", dataset=name, md_steps=2, warmup_steps=1,
                      sizes=[8])
     names = list(demo_files())
-    df = pareto(wh, metric="force-rmse", datasets=names)
+    with pytest.raises(NoMatch, match="--pool"):  # never pooled silently
+        pareto(wh, metric="force-rmse", datasets=names)
+    df = pareto(wh, metric="force-rmse", datasets=names, pool=True)
     per = leaderboard(wh, datasets=names, models=["emt"])
     assert len(per) == 2 and per["n_failed"].sum() == 0
     expected = np.sqrt((per["force_rmse"] ** 2 * per["n_atoms"]).sum() / per["n_atoms"].sum())
     assert df.loc[0, "error"] == pytest.approx(expected, rel=1e-9)
-    assert df.loc[0, "datasets"] == ",".join(names)
+    assert df.loc[0, "datasets"] == "pooled(" + "+".join(sorted(names)) + ")"
     assert df.loc[0, "n_structures"] == per["n_structures"].sum()

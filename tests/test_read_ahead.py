@@ -259,7 +259,7 @@ def test_a_failure_after_background_lake_writes_leaves_no_file(wh, tmp_path) -> 
 
 @pytest.mark.skipif(engine_name() != "postgresql", reason="background COPY is PostgreSQL's")
 def test_a_failing_background_copy_is_raised_at_the_next_statement(wh) -> None:
-    from ingest.bulk import BackgroundWriter
+    from ingest.writers.bulk import BackgroundWriter
 
     with wh.engine.connect() as conn:
         copy = BackgroundWriter(conn)

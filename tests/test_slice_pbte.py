@@ -47,9 +47,11 @@ def test_pbte_leaderboard_matches_loss_out_and_numpy(cli, pbte: Path) -> None:
     assert len(records) == 1
     row = records[0]
     assert set(row) == {
-        "model", "dataset", "n_structures", "n_atoms", "n_failed", "n_missing", "energy_mae",
-        "energy_rmse", "force_mae", "force_rmse", "stress_mae", "stress_rmse",
+        "model", "dataset", "n_structures", "n_atoms", "n_predicted", "n_failed", "n_missing",
+        "energy_mae", "energy_rmse", "force_mae", "force_rmse", "stress_mae", "stress_rmse",
+        "units",  # issue 16: every format carries n_predicted and the units
     }
+    assert row["units"]["energy_rmse"] == "meV/atom" and row["n_predicted"] == 25
     assert (row["model"], row["dataset"]) == ("pbte-nep", "pbte")
     assert (row["n_structures"], row["n_atoms"], row["n_failed"], row["n_missing"]) == (25, 6250, 0, 0)
     # loss.out's last row, to its printed precision (5 decimals, eV units)

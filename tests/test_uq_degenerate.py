@@ -96,7 +96,9 @@ def test_failed_and_missing_predictions_are_counted_and_excluded(wh, cli, shared
     ingest_unep(wh, shared_data, models=PAIR, sets=SCREW,
                 omit={PAIR[1]: rows[:2]}, fail={PAIR[1]: rows[2:5]})
     add_to_ensemble(wh, "pair", PAIR)
-    got = _json(cli("uq", "-e", "pair", "-d", DATASET, "-f", "json", "--n-boot", "20"))
+    res = cli("uq", "-e", "pair", "-d", DATASET, "-f", "json", "--n-boot", "20")
+    assert res.exit_code == 1 and "--common" in res.output  # one comparison rule: no gaps
+    got = _json(cli("uq", "-e", "pair", "-d", DATASET, "-f", "json", "--n-boot", "20", "--common"))
     n = len(rows)
     for (q, level), r in got.items():
         assert (r["n_missing"], r["n_failed"], r["n_no_reference"]) == (2, 3, 0)

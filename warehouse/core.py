@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from warehouse import models as m
 from warehouse.db import check_revision, current_revision, has_any_table, make_engine
 from warehouse.lake import Lake
+from warehouse.identity import check_lake_binding
+from warehouse.locks import migration_lock
 from warehouse.migrate import head_revision, upgrade
 from warehouse.settings import Settings
 
@@ -101,8 +103,19 @@ def open_warehouse(
     """
     settings = Settings.resolve(url=url, lake=lake)
     engine = make_engine(settings.url)
+    wh = Warehouse(settings=settings, engine=engine, lake=Lake(settings.lake))
     if check_schema:
+        if current_revision(engine) != head_revision():
+            _first_use(engine)
+            check_revision(engine, head_revision())
+        check_lake_binding(wh)
+    return wh
+
+
+def _first_use(engine: Engine) -> None:
+    """Create the schema of an empty catalog. Under the migration lock, and looked at again once
+    it is held: of several processes starting on one new catalog, one creates it and the others
+    wait for it, then find it made (they never see a half-made schema as theirs to finish)."""
+    with migration_lock(engine):
         if not has_any_table(engine):
             upgrade(engine)
-        check_revision(engine, head_revision())
-    return Warehouse(settings=settings, engine=engine, lake=Lake(settings.lake))

@@ -14,11 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, inspect, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import Table
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.orm import Session
 
 from warehouse.errors import ConfigError, SchemaOutOfDate
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# An ingest waits its turn for SQLite's one write lock for this long (many cluster jobs may end at
+# once; each holds the lock for its whole transaction).
+SQLITE_INGEST_BUSY_TIMEOUT_MS = 600_000
+# Execution option that makes a SQLite transaction take the write lock at BEGIN (an ingest): a
+# transaction that reads first and writes later fails at once ("database is locked", no wait) when
+# another writer committed in between; one that starts with the lock only waits for it.
+BEGIN_IMMEDIATE = "warehouse_begin_immediate"
 
 
 def _sqlite_sqrt(x: float | None) -> float | None:
@@ -42,6 +51,13 @@ def _on_sqlite_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
 
 
 def _on_sqlite_begin(conn: Any) -> None:
+    if conn.get_execution_options().get(BEGIN_IMMEDIATE):
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_INGEST_BUSY_TIMEOUT_MS}")
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        finally:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        return
     conn.exec_driver_sql("BEGIN")
 
 
@@ -61,6 +77,22 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         return create_engine(url, pool_pre_ping=True, **kwargs)
     return create_engine(url, **kwargs)
+
+
+def insert_if_absent(conn: Connection | Session, table: Table) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` for ``conn``'s engine: the one place where a
+    get-or-create's insert is written per dialect (both engines have the clause; SQLAlchemy
+    has it in each dialect's own ``insert``). A row that a concurrent writer inserted meanwhile
+    (committed, or committed while this statement waited for its lock) is left as it is and
+    the caller reads it back: "already present", never an error."""
+    name = conn.get_bind().dialect.name if isinstance(conn, Session) else conn.dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise ConfigError(f"the {name} engine is not supported (PostgreSQL or SQLite)")
+    return insert(table).on_conflict_do_nothing()
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -28,6 +28,7 @@ class IngestError(WarehouseError):
     def __init__(self, message: str, *, path: str | None = None, where: str | None = None) -> None:
         self.path = path
         self.where = where
+        self.message = message  # without the file and place, for a caller that knows better ones
         prefix = ""
         if path is not None:
             prefix = f"{path}"
@@ -47,3 +48,25 @@ class NoMatch(WarehouseError):
 
 class LakeError(WarehouseError):
     """A lake file is missing, altered, or cannot be written."""
+
+
+class ConflictError(WarehouseError):
+    """Concurrent writers kept colliding (unique key, deadlock, serialization) past the retries."""
+
+    exit_code = 75  # EX_TEMPFAIL: running the same command again is the fix
+
+
+EMPTY_WAREHOUSE = ("the warehouse is empty: no dataset is stored yet; `warehouse ingest structures FILE"
+                   " --dataset NAME --level-of-theory LEVEL` stores one (or `warehouse demo` builds"
+                   " a small real benchmark)")
+
+
+def missing_file(path: object, expected: str = "a file") -> IngestError:
+    """The error for a path that is not a readable file: a folder is named as a folder."""
+    from pathlib import Path
+
+    p = Path(str(path))
+    if p.is_dir():
+        return IngestError(f"this is a folder, where {expected} is expected; name the file inside it",
+                           path=str(path))
+    return IngestError("no such file", path=str(path))

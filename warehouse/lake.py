@@ -20,6 +20,8 @@ when the upload completes, never partly. So there the file is uploaded straight 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +37,10 @@ from pyarrow import fs as pafs
 from warehouse.errors import LakeError
 
 TMP_SUFFIX = ".tmp"
+# The lake's identity marker at its root: which catalog the lake belongs to (warehouse.identity).
+MARKER = "_warehouse.json"
+# part-<ingest run id>-<uuid>.parquet[.tmp]: the run that wrote a file, named in its path
+_PART = re.compile(r"(?:^|/)part-(\d+)-[0-9a-f]+\.parquet(?:\.tmp)?$")
 # Row groups of ~64k rows keep per-structure reads selective (statistics on structure_id)
 # without making files of many tiny groups.
 ROW_GROUP_SIZE = 65_536
@@ -151,11 +157,43 @@ class Lake:
             pass
 
     def walk(self) -> Iterator[str]:
-        """Every file under the root, relative, including temporary leftovers."""
+        """Every data file under the root, relative, including temporary leftovers (the identity
+        marker is not one)."""
         selector = pafs.FileSelector(self.base, recursive=True, allow_not_found=True)
         for info in self.fs.get_file_info(selector):
             if info.type == pafs.FileType.File:
-                yield info.path[len(self.base) + 1 :]
+                rel = info.path[len(self.base) + 1 :]
+                if rel != MARKER:
+                    yield rel
+
+    def read_marker(self) -> dict | None:
+        """The identity marker's content; None where the lake has none (not bound yet)."""
+        try:
+            with self.fs.open_input_stream(self.full(MARKER)) as src:
+                return json.loads(src.read().decode())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise LakeError(f"cannot read the lake's identity marker {self.full(MARKER)}: {exc}") from exc
+
+    def write_marker(self, content: dict) -> None:
+        """Write the identity marker (temporary name, then renamed into place)."""
+        final = self.full(MARKER)
+        tmp = final if self.atomic_upload else f"{final}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
+        try:
+            self.fs.create_dir(self.base, recursive=True)
+            with self.fs.open_output_stream(tmp) as out:
+                out.write(json.dumps(content, indent=1).encode())
+            if tmp != final:
+                self.fs.move(tmp, final)
+        except OSError as exc:
+            raise LakeError(f"cannot write the lake's identity marker {final}: {exc}") from exc
+
+
+def run_of(rel: str) -> int | None:
+    """The ingest run id in a lake file's name (``part-<run>-<uuid>.parquet``), or None."""
+    match = _PART.search(rel)
+    return int(match.group(1)) if match else None
 
 
 @dataclass

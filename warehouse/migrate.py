@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
+from warehouse.locks import migration_lock
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -49,12 +51,16 @@ def scripts_head_revision() -> str:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate to ``revision``; one process at a time (:func:`warehouse.locks.migration_lock`),
+    so a second, concurrent upgrade finds the work done instead of racing it."""
     from alembic import command
 
-    command.upgrade(alembic_config(engine), revision)
+    with migration_lock(engine):
+        command.upgrade(alembic_config(engine), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     from alembic import command
 
-    command.downgrade(alembic_config(engine), revision)
+    with migration_lock(engine):
+        command.downgrade(alembic_config(engine), revision)

@@ -447,30 +447,32 @@ Index("ix_predictions_model_status", Prediction.model_id, Prediction.status)
 Index("ix_properties_material_property", Property.material, Property.property)
 
 
-class LeaderboardRollup(Base):
-    """Derived, rebuildable: the leaderboard's error sums pre-grouped by model, dataset, subset,
-    number of elements and (for per-element rows) element, so that leaderboards and breakdowns at
-    DESIGN.md scale aggregate a few thousand rows instead of joining millions.
+# The leaderboard's exact sums, kept by the writers (warehouse/keptsums.py). Group keys are NOT
+# NULL so that an additive upsert (INSERT ... ON CONFLICT DO UPDATE) finds its row on both
+# engines (a unique key treats NULLs as distinct): ``element`` is '' on whole-structure rows, and a
+# member without a subset tag is ``tagged`` false with ``subset`` ''.
 
-    Rows with ``model_id`` NULL hold what is expected (members with reference labels and their
-    atoms); rows with ``element`` NULL count whole structures, rows with an element count the
-    structures containing it (energy, stress) and that species' atoms (forces). ``state`` is the
-    catalog state the rows were built from (see ``queries.rollup``); a different current state
-    means the rows are stale and are rebuilt, or bypassed, before use. Never edited by hand.
+
+class LeaderboardSums(Base):
+    """Derived, kept at ingest: per model, dataset, subset, number of elements and element, the
+    counts and error sums of the predictions on dataset members with reference labels.
+
+    Rows with ``element`` '' count whole structures; rows with an element count the structures
+    containing it (energy, stress) and that species' atoms (forces). Updated in the transaction of
+    every ingest that adds predictions, references or members (``warehouse.keptsums``); removed
+    with their model or dataset (ON DELETE CASCADE). Never edited by hand.
     """
 
-    __tablename__ = "leaderboard_rollup"
+    __tablename__ = "leaderboard_sums"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    state: Mapped[str] = mapped_column(String(128))
-    model_id: Mapped[int | None] = mapped_column(
-        ForeignKey("models.id", ondelete="CASCADE"), nullable=True)
-    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
-    subset: Mapped[str | None] = mapped_column(String(255))
-    n_elements: Mapped[int] = mapped_column(Integer)
-    element: Mapped[str | None] = mapped_column(String(3))
-    n_structures: Mapped[int] = mapped_column(BigInteger)
-    n_atoms: Mapped[int] = mapped_column(BigInteger)
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True, index=True)
+    subset: Mapped[str] = mapped_column(String(255), primary_key=True)
+    tagged: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    n_elements: Mapped[int] = mapped_column(Integer, primary_key=True)
+    element: Mapped[str] = mapped_column(String(3), primary_key=True)
     n_predicted: Mapped[int] = mapped_column(BigInteger)
     n_failed: Mapped[int] = mapped_column(BigInteger)
     n_energy: Mapped[int] = mapped_column(BigInteger)
@@ -486,4 +488,29 @@ class LeaderboardRollup(Base):
     max_run: Mapped[int | None] = mapped_column(BigInteger)
 
 
-Index("ix_leaderboard_rollup_model_dataset", LeaderboardRollup.model_id, LeaderboardRollup.dataset_id)
+class LeaderboardExpected(Base):
+    """Derived, kept at ingest: what is expected per dataset, subset, number of elements and
+    element: members with reference labels at the dataset's level of theory (``n_structures``)
+    and their atoms (of that species on per-element rows). Keys as in :class:`LeaderboardSums`."""
+
+    __tablename__ = "leaderboard_expected"
+
+    dataset_id: Mapped[int] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    subset: Mapped[str] = mapped_column(String(255), primary_key=True)
+    tagged: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    n_elements: Mapped[int] = mapped_column(Integer, primary_key=True)
+    element: Mapped[str] = mapped_column(String(3), primary_key=True)
+    n_structures: Mapped[int] = mapped_column(BigInteger)
+    n_atoms: Mapped[int] = mapped_column(BigInteger)
+
+
+class CatalogIdentity(Base):
+    """The catalog's uuid (one row, id 1): its lake's ``_warehouse.json`` names it, so that a lake
+    written by one catalog is refused by every other (``warehouse.identity``)."""
+
+    __tablename__ = "catalog_identity"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

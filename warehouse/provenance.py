@@ -35,6 +35,26 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+# Set by the command line: when the work of the next ingest run began. An ingest's transaction
+# opens only after its work (an evaluate computes for minutes first), so without this a run's
+# recorded time would be its last fraction of a second. Library callers leave it None.
+_work_started: datetime | None = None
+
+
+def command_started() -> None:
+    """A command starts: the next ingest run's time counts from now."""
+    global _work_started
+    _work_started = now()
+
+
+def run_ended() -> None:
+    """An ingest run ended: in a command, the next one's time counts from here (so the runs of one
+    command add up to its wall time); outside a command nothing changes."""
+    global _work_started
+    if _work_started is not None:
+        _work_started = now()
+
+
 def new_run(
     kind: str,
     *,
@@ -52,7 +72,7 @@ def new_run(
         argv=list(sys.argv if argv is None else argv),
         user=_user(),
         host=socket.gethostname(),
-        started_at=now(),
+        started_at=_work_started or now(),
         status="running",
         warehouse_version=__version__,
         library_versions=library_versions(libraries),

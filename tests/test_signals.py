@@ -1,0 +1,134 @@
+"""Ctrl-C and SIGTERM at any moment: "Interrupted: nothing from this command was kept.", exit
+130 / 143, never a traceback, never a silent death, and nothing kept.
+
+The signal is sent once the process has its handlers (read from /proc: the moment the console
+script's first line ran, i.e. during the imports), then after random delays, on real
+`warehouse` processes.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ingest_helpers import snapshot, write_fcc_xyz
+
+WAREHOUSE = Path(sys.executable).with_name("warehouse")
+EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+MESSAGE = "Interrupted: nothing from this command was kept."
+
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc: Linux only"),
+    pytest.mark.skipif(not WAREHOUSE.exists(), reason="the warehouse console script is not installed"),
+]
+
+
+def _catches_signals(pid: int) -> bool:
+    """True once the process handles SIGTERM itself (its handlers are installed)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt")), 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+def _start(cmd: list[str]) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not _catches_signals(proc.pid):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the process never installed its handlers"
+        time.sleep(0.001)
+    return proc
+
+
+def _signal(proc: subprocess.Popen, sig: int) -> tuple[int, str, float]:
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err, time.monotonic() - t0
+
+
+@pytest.fixture(scope="module")
+def medium_xyz(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("sig") / "medium.xyz"
+    write_fcc_xyz(path, 600, reps=4, seed=11)  # 600 x 256 atoms: an ingest of a few seconds
+    return path
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_the_imports_ends_cleanly(sig, db_url, lake_path, medium_xyz) -> None:
+    proc = _start([str(WAREHOUSE), "--url", db_url, "--lake", str(lake_path), "ingest",
+                   "structures", str(medium_xyz), "-d", "m"])
+    code, err, _ = _signal(proc, sig)
+    assert code == EXIT[sig], err
+    assert err.strip().endswith(MESSAGE) and "Traceback" not in err, err
+
+
+def test_signals_at_random_moments_of_an_ingest_keep_nothing(db_url, lake_path, medium_xyz, wh) -> None:
+    before = snapshot(wh)
+    rng = random.Random(5)
+    outcomes = []
+    for i in range(8):
+        sig = (signal.SIGINT, signal.SIGTERM)[i % 2]
+        proc = _start([str(WAREHOUSE), "--url", db_url, "--lake", str(lake_path), "ingest",
+                       "structures", str(medium_xyz), "-d", "m"])
+        time.sleep(rng.uniform(0.0, 1.0))  # the ingest itself takes 1-3 s after its start-up
+        code, err, seconds = _signal(proc, sig)
+        assert "Traceback" not in err, err
+        if code == 0:  # it had finished: nothing more to check but that it is whole
+            assert snapshot(wh)[0]["structures"] == before[0]["structures"] + 600
+            break
+        assert code == EXIT[sig] and err.strip().endswith(MESSAGE), (code, err)
+        assert snapshot(wh) == before  # nothing kept, no lake file left behind
+        outcomes.append(seconds)
+    assert outcomes, "every ingest finished before its signal"
+
+
+LONG_WORK = """
+import sys
+from ingest.interrupts import install
+install()
+from warehouse import open_warehouse
+from ingest.loader import ingest_run
+wh = open_warehouse(sys.argv[1], sys.argv[2])
+try:
+    with ingest_run(wh, kind="structures", source="busy") as ld:
+        ld.level_of_theory("busy-level")
+        print("busy", flush=True)
+        while True:  # long CPU work in pure Python, as a matching loop is
+            sum(i * i for i in range(100_000))
+except BaseException as exc:
+    print(type(exc).__name__, getattr(exc, "exit_code", None), flush=True)
+    sys.exit(getattr(exc, "exit_code", 1))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_lands_inside_long_cpu_work_and_undoes_the_ingest(sig, db_url, lake_path, wh) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", LONG_WORK, db_url, str(lake_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "busy", proc.communicate()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    seconds = time.monotonic() - t0
+    assert proc.returncode == EXIT[sig], (out, err)
+    assert out.strip() == f"Interrupted {EXIT[sig]}" and "Traceback" not in err, (out, err)
+    assert seconds < 10, seconds  # a generous bound: ~0.1 s measured; minutes before
+    assert wh.counts()["levels_of_theory"] == 0  # its transaction was rolled back
+    from sqlalchemy import select
+
+    from warehouse import models as m
+
+    with wh.session() as s:
+        status, message = s.execute(select(m.IngestRun.status, m.IngestRun.message)).one()
+    assert status == "failed" and signal.Signals(sig).name in message
