@@ -98,7 +98,10 @@ def segment_sums(rows: NDArray[np.float64], lengths: NDArray[np.int64]) -> NDArr
     numpy reduces run by run exactly as it reduces a single run.
     """
     lengths = np.asarray(lengths, dtype=np.int64)
-    flat = np.ascontiguousarray(rows, dtype=np.float64).reshape(len(rows), -1)
+    rows = np.ascontiguousarray(rows, dtype=np.float64)
+    # the width from the shape, not -1: numpy cannot infer it for no rows (a batch whose pairs
+    # all lack forces on one side)
+    flat = rows.reshape(len(rows), int(np.prod(rows.shape[1:])))
     width = flat.shape[1]
     starts = np.cumsum(lengths) - lengths
     out = np.zeros(len(lengths), dtype=np.float64)
