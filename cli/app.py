@@ -182,7 +182,7 @@ def main() -> None:
         code = early.interrupted_code(exc)
         if code is None:
             raise
-        typer.echo(early.INTERRUPTED, err=True)
+        typer.echo(early.interrupted_message(), err=True)
         sys.exit(code)
 
 

@@ -45,12 +45,12 @@ class WarehouseGroup(TyperGroup):
             interrupted(exc.exit_code)
 
 
-from cli.early import INTERRUPTED  # noqa: E402 - one wording for every place that says it
+from cli.early import interrupted_message  # noqa: E402 - one wording for every place that says it
 
 
 def interrupted(code: int) -> None:
     """Say that the command stopped on a signal and exit with ``code`` (130 or 143)."""
-    typer.echo(INTERRUPTED, err=True)
+    typer.echo(interrupted_message(), err=True)
     sys.exit(code)
 
 

@@ -187,11 +187,23 @@ def console() -> None:
         if code is None:
             raise
         _close()  # the early reader's process, if one was started
-        sys.stderr.write(f"{INTERRUPTED}\n")
+        sys.stderr.write(f"{interrupted_message()}\n")
         _leave(code)
 
 
 INTERRUPTED = "Interrupted: nothing from this command was kept."
+
+
+def interrupted_message() -> str:
+    """What an interrupt left: nothing, or the ingest runs that had committed before it landed
+    (a signal is held off while a commit runs, then raised after it)."""
+    loader = sys.modules.get("ingest.loader")
+    kept = list(getattr(loader, "COMMITTED_RUNS", ()))
+    if not kept:
+        return INTERRUPTED
+    runs = ", ".join(str(r) for r in kept)
+    return (f"Interrupted after ingest run {runs} had committed: that is kept, whole; nothing"
+            " after it was.")
 
 
 def interrupted_code(exc: BaseException) -> int | None:

@@ -63,6 +63,10 @@ REFERENCE_COLS = ("id", "structure_id", "level_of_theory_id", "energy", "free_en
 # the tables that the batch path writes in bulk (Loader._rows), lake-file rows included: all of
 # them are COPYed with triggers off in the deferred key-check mode, so all must be checked for
 # triggers of their own (ingest.writers.bulk.key_check_mode)
+# Ingest runs this process committed, in order: an interrupt that lands after a commit (a signal
+# is held off during it, then raised) must not be reported as "nothing kept" (cli.early).
+COMMITTED_RUNS: list[int] = []
+
 BULK_TABLES = (m.LakeFile, m.Structure, m.StructureElement, m.DatasetMember, m.Reference,
                m.Prediction, m.PredictionError, m.PredictionElementError)
 
@@ -530,6 +534,7 @@ def ingest_run(
             run.status, run.finished_at = "ok", now()
             run.counts = loader.summary.as_dict()
             session.commit()
+            COMMITTED_RUNS.append(run_id)
     except BaseException as exc:
         # the failed statement's cursor and result, kept alive by the traceback's frames, would
         # hold a SQLite connection (and its write lock) open past the rollback below

@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 
 from warehouse import models as m
 from warehouse.core import Warehouse
-from warehouse.identity import bind_lake
+from warehouse.identity import check_lake_binding
 from warehouse.lake import TMP_SUFFIX, run_of
 from warehouse.locks import run_is_live
 from warehouse.provenance import now
@@ -86,8 +86,9 @@ def check_lake(wh: Warehouse, *, repair: bool = False, verify: bool = True) -> C
         report.orphans = [p for p in report.orphans if p not in known or p.endswith(TMP_SUFFIX)]
     if repair:
         if report.orphans:
-            with wh.engine.begin() as conn:
-                bind_lake(wh, conn)  # refuses a lake that another catalog wrote
+            # refuses a lake that another catalog wrote; a read, so that a repair never waits
+            # for (or holds up) the write lock of an ingest in flight on SQLite
+            check_lake_binding(wh)
         for path in report.orphans:
             wh.lake.delete(path)
             report.removed.append(path)
