@@ -37,6 +37,7 @@ class CheckReport:
     removed: list[str] = field(default_factory=list)
     in_flight: list[str] = field(default_factory=list)  # files of running ingests, left alone
     dead_runs: list[int] = field(default_factory=list)  # marked failed by repair
+    repair_skipped: str | None = None  # why --repair deleted nothing
 
     @property
     def problems(self) -> bool:
@@ -49,6 +50,8 @@ class CheckReport:
         out += [f"ORPHAN   {p}" + (" (removed)" if p in self.removed else "") for p in self.orphans]
         if self.in_flight:
             out.append(f"{len(self.in_flight)} files of ingests still running (left alone)")
+        if self.repair_skipped:
+            out.append(f"repair skipped: {self.repair_skipped}")
         if self.dead_runs:
             out.append(f"marked failed: ingest runs {', '.join(map(str, self.dead_runs))}"
                        " (their process ended before they finished)")
@@ -85,10 +88,15 @@ def check_lake(wh: Warehouse, *, repair: bool = False, verify: bool = True) -> C
         known = _known(wh)
         report.orphans = [p for p in report.orphans if p not in known or p.endswith(TMP_SUFFIX)]
     if repair:
-        if report.orphans:
-            # refuses a lake that another catalog wrote; a read, so that a repair never waits
-            # for (or holds up) the write lock of an ingest in flight on SQLite
-            check_lake_binding(wh)
+        # refuses a lake that another catalog wrote; a read, so that a repair never waits for
+        # (or holds up) the write lock of an ingest in flight on SQLite
+        if report.orphans and not check_lake_binding(wh):
+            marker = wh.lake.read_marker() or {}
+            report.repair_skipped = (
+                f"the lake belongs to another catalog ({marker.get('catalog', 'unknown')}, uuid"
+                f" {marker.get('catalog_uuid')}), unless this catalog's first ingest is binding it"
+                " at this moment; nothing was removed")
+            return report
         for path in report.orphans:
             wh.lake.delete(path)
             report.removed.append(path)

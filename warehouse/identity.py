@@ -47,13 +47,24 @@ def _describe(wh: Warehouse) -> str:
     return wh.engine.url.render_as_string(hide_password=True)
 
 
-def check_lake_binding(wh: Warehouse) -> None:
-    """Refuse a lake that another catalog wrote (see the module notes)."""
+def check_lake_binding(wh: Warehouse) -> bool:
+    """Refuse a lake that another catalog wrote (see the module notes).
+
+    True when the lake is this catalog's or bound to none. False when the lake names a catalog
+    while this one has no uuid yet: either this catalog's first ingest is binding it at this
+    moment (the marker is written before that ingest's uuid row commits) or it is another
+    catalog's lake that this one never wrote to. The first write (:func:`bind_lake`, under the
+    write lock) tells the two apart; until then nothing may be deleted from the lake.
+    """
     marker = wh.lake.read_marker()
     if marker is None:
-        return
-    if marker.get("catalog_uuid") != catalog_uuid(wh.engine):
+        return True
+    mine = catalog_uuid(wh.engine)
+    if mine is None:
+        return False
+    if marker.get("catalog_uuid") != mine:
         _refuse(wh, marker)
+    return True
 
 
 def _refuse(wh: Warehouse, marker: dict) -> None:
