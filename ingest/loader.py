@@ -35,12 +35,13 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
 from ingest.interrupts import critical, watch_engine
-from ingest.writers.bulk import IN_CHUNK, BulkPath, as_float
+from ingest.writers.bulk import BulkPath, as_float
 from ingest.writers.conflicts import conflict_of
 from ingest.writers.errorsums import PredictionWriter
 from ingest.writers.lakefiles import LakeFiles
 from ingest.writers.matching import Matcher
 from ingest.writers.names import Names
+from ingest.writers.readback import atom_index, chunks
 from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.db import BEGIN_IMMEDIATE
@@ -103,19 +104,6 @@ class IngestSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {"added": self.added, "present": self.present, "refused": self.refused}
-
-
-def _atom_index(counts: np.ndarray) -> np.ndarray:
-    """0..n-1 for every structure's n atoms, concatenated (int32, as the lake stores it)."""
-    counts = np.asarray(counts, dtype=np.int64)
-    out = np.arange(int(counts.sum()), dtype=np.int32)
-    out -= np.repeat((np.cumsum(counts) - counts).astype(np.int32), counts)
-    return out
-
-
-def _chunks(items: list[Any], size: int = IN_CHUNK) -> Iterator[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 def _batches(frames: Iterable[Any], n_atoms_of) -> Iterator[list[Any]]:
@@ -331,7 +319,7 @@ class Loader:
         (a dataset, a level of theory): added by this ingest, or committed before."""
         found = {sid for sid in sids if (scope, sid) in added}
         conn = self._read_conn()
-        for chunk in _chunks(sorted(sids - found)):
+        for chunk in chunks(sorted(sids - found)):
             found.update(conn.execute(select(table.structure_id).where(
                 scope_col == scope, table.structure_id.in_(chunk))).scalars())
         return found
@@ -361,7 +349,7 @@ class Loader:
             numbers, pos = b.numbers[mask], b.positions[mask]
         table = numpy_table({
             "structure_id": np.repeat(np.asarray(ids, dtype=np.int64), n_new),
-            "atom_index": _atom_index(n_new),
+            "atom_index": atom_index(n_new),
             "Z": numbers.astype(np.int16),
             "x": pos[:, 0], "y": pos[:, 1], "z": pos[:, 2],
         })
@@ -419,7 +407,7 @@ class Loader:
             self.fill_lake_file(lf_id, "reference_forces", numpy_table({
                 "reference_id": np.repeat(np.array([ref_ids[k] for k in with_forces], np.int64), n),
                 "structure_id": np.repeat(np.array([sids[todo[k]] for k in with_forces], np.int64), n),
-                "atom_index": _atom_index(n),
+                "atom_index": atom_index(n),
                 "fx": forces[:, 0], "fy": forces[:, 1], "fz": forces[:, 2],
             }), background=True, level=level_id)
         self.summary.add("references", len(ref_ids))
