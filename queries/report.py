@@ -165,7 +165,8 @@ class _Site:
                 break
             for quantity in ("energy", "forces"):
                 try:
-                    df = parity_data(self.wh, model=model, dataset=dataset, quantity=quantity)
+                    df = parity_data(self.wh, model=model, dataset=dataset, quantity=quantity,
+                                     energy_offset=self.energy_offset)
                 except WarehouseError:
                     continue
                 name = f"parity-{_slug(model)}-{_slug(dataset)}-{quantity}.svg"
