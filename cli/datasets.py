@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cli.context import WarehouseGroup, open_from
-from cli.output import Format, emit, render
+from cli.output import Format, FormatOpt, OutOpt, emit, render
 
 app = typer.Typer(cls=WarehouseGroup, help="List, rename and remove datasets.", no_args_is_help=True)
 
@@ -18,8 +17,8 @@ YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confir
 @app.command("list")
 def list_cmd(
     ctx: typer.Context,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+    fmt: FormatOpt = Format.TABLE,
+    out: OutOpt = None,
 ) -> None:
     """List datasets with their level of theory, structures, atoms and references.
 

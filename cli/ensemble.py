@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.context import WarehouseGroup, open_from
-from cli.output import Format, render
+from cli.output import Format, FormatOpt, render
 
 app = typer.Typer(cls=WarehouseGroup, help="Define ensembles of models for `warehouse uq`.",
                   no_args_is_help=True)
@@ -51,7 +51,7 @@ def remove(
 @app.command("list")
 def list_cmd(
     ctx: typer.Context,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
+    fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """List ensembles with their members.
 

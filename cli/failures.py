@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cli.context import open_from
-from cli.output import Format, emit, render
+from cli.output import Format, FormatOpt, OutOpt, emit, render
 
 
 def failures(
@@ -16,8 +15,8 @@ def failures(
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Only this model (repeatable).")] = None,
     dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", help="Only this dataset (repeatable).")] = None,
     missing: Annotated[bool, typer.Option("--missing/--failed-only", help="Also list structures without a prediction.")] = True,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+    fmt: FormatOpt = Format.TABLE,
+    out: OutOpt = None,
 ) -> None:
     """List failed and missing predictions with their reasons, one row per structure.
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cli.compare import CommonOpt, Offset, OffsetOpt
 from cli.context import open_from
-from cli.output import Format, emit
+from cli.output import Format, FormatOpt, OutOpt, emit
 
 
 class By(StrEnum):
@@ -32,8 +31,8 @@ def leaderboard(
     ci: Annotated[float | None, typer.Option("--ci", help="Bootstrap confidence level in percent, e.g. 95.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
     columns: Annotated[list[str] | None, typer.Option("--columns", help="Only these metric columns (repeatable or comma-separated): a name (force_rmse) or a quantity (energy); keys and counts stay.")] = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+    fmt: FormatOpt = Format.TABLE,
+    out: OutOpt = None,
 ) -> None:
     """Energy (meV/atom), force (meV/Å) and stress (GPa) MAE and RMSE per model and dataset.
 

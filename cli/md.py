@@ -8,13 +8,11 @@ from typing import Annotated
 import typer
 
 from cli.context import WarehouseGroup, argv, open_from
-from cli.output import Format, emit, render
+from cli.output import Format, FormatOpt, OutOpt, emit, render
 
 app = typer.Typer(cls=WarehouseGroup, help="MD stability, observables across members, series.",
                   no_args_is_help=True)
 
-FmtOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
-OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")]
 ModelsOpt = Annotated[list[str] | None, typer.Option("--model", "-m", help="Only these models (repeatable).")]
 EnsembleOpt = Annotated[str | None, typer.Option("--ensemble", "-e", help="The members of this ensemble.")]
 SystemOpt = Annotated[str | None, typer.Option("--system", "-s", help="Only runs of this system.")]
@@ -102,7 +100,7 @@ def drift(
     ctx: typer.Context,
     model: ModelsOpt = None,
     system: Annotated[list[str] | None, typer.Option("--system", "-s", help="Only these systems (repeatable).")] = None,
-    fmt: FmtOpt = Format.TABLE,
+    fmt: FormatOpt = Format.TABLE,
     out: OutOpt = None,
 ) -> None:
     """NVE energy drift (meV/atom, meV/atom/ps) per model, system and temperature.
@@ -124,7 +122,7 @@ def observable(
     model: ModelsOpt = None,
     system: SystemOpt = None,
     label: LabelOpt = None,
-    fmt: FmtOpt = Format.TABLE,
+    fmt: FormatOpt = Format.TABLE,
     out: OutOpt = None,
 ) -> None:
     """An observable across ensemble members: values, mean, std (population and sample), rel. std.
@@ -149,7 +147,7 @@ def series(
     system: SystemOpt = None,
     label: LabelOpt = None,
     time: Annotated[float | None, typer.Option("--time", help="Profiles: the time (ps) to show; default the last.")] = None,
-    fmt: FmtOpt = Format.TABLE,
+    fmt: FormatOpt = Format.TABLE,
     out: OutOpt = None,
 ) -> None:
     """One column of a series (or profile) across member runs, in long form.

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.context import WarehouseGroup, argv, open_from
-from cli.output import Format, emit, render
+from cli.output import Format, FormatOpt, OutOpt, emit, render
 
 app = typer.Typer(cls=WarehouseGroup, help="Register, show, list, rename and remove interatomic potentials.",
                   no_args_is_help=True)
@@ -58,8 +58,8 @@ def add(
 @app.command("list")
 def list_cmd(
     ctx: typer.Context,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+    fmt: FormatOpt = Format.TABLE,
+    out: OutOpt = None,
 ) -> None:
     """List models with their metadata and number of predictions.
 
@@ -76,7 +76,7 @@ def list_cmd(
 def show(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Model name.")],
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
+    fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """Show a model: its metadata, its binding (calculator, parameter files and sha256) and
     what is stored of it.

@@ -10,14 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Format", "emit", "render", "to_json", "to_markdown", "to_text_table"]
+__all__ = ["Format", "FormatOpt", "OutOpt", "emit", "render", "to_json", "to_markdown",
+           "to_text_table"]
 
 
 def __getattr__(name: str):
@@ -36,6 +37,12 @@ class Format(StrEnum):
     JSON = "json"
     LATEX = "latex"
     HTML = "html"
+
+
+# The one output option of every command that prints a table (declare as `fmt: FormatOpt =
+# Format.TABLE, out: OutOpt = None`).
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")]
 
 
 def render(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cli.compare import CommonOpt, Offset, OffsetOpt
 from cli.context import open_from
-from cli.output import Format, emit, render
+from cli.output import Format, OutOpt, emit, render
 from cli.timings import readable
 
 if TYPE_CHECKING:
@@ -83,7 +82,7 @@ def pareto_cmd(
     energy_offset: OffsetOpt = Offset.NONE,
     common: CommonOpt = False,
     fmt: Annotated[ParetoFormat, typer.Option("--format", "-f", help="Output format.")] = ParetoFormat.TABLE,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+    out: OutOpt = None,
 ) -> None:
     """Error against cost per model, and which models are on the Pareto front.
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cli.context import open_from
-from cli.output import Format, emit, render
+from cli.output import Format, FormatOpt, OutOpt, emit, render
 
 
 def properties(
@@ -18,8 +17,8 @@ def properties(
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Only these models (repeatable).")] = None,
     reference: Annotated[str | None, typer.Option("--reference", help="Level of theory to compare with (needed when several).")] = None,
     pairs: Annotated[bool, typer.Option("--pairs", help="Every (material, key) pair instead of MAE/RMSE per kind and model.")] = False,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+    fmt: FormatOpt = Format.TABLE,
+    out: OutOpt = None,
 ) -> None:
     """MAE/RMSE of model properties against a reference per property kind and model (or the pairs).
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cli.context import open_from
-from cli.output import Format, emit, render
+from cli.output import Format, FormatOpt, OutOpt, emit, render
 
 
 def runs(
@@ -16,8 +15,8 @@ def runs(
     kind: Annotated[str | None, typer.Option("--kind", help="Only runs of this kind (structures, gpumd, predictions, ...).")] = None,
     status: Annotated[str | None, typer.Option("--status", help="Only runs with this status (ok, failed).")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Newest N runs (0 = all).")] = 50,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+    fmt: FormatOpt = Format.TABLE,
+    out: OutOpt = None,
 ) -> None:
     """List ingest runs: source and sha256, kind, status, counts, user, host, times, versions.
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.context import argv, open_from
-from cli.output import Format, emit, render
+from cli.output import Format, FormatOpt, OutOpt, emit, render
 
 
 SCI_COLUMNS = ("atom_steps_per_s", "s_per_atom_step", "cost", "wall_s")
@@ -29,8 +29,8 @@ def timings_cmd(
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Only these models (repeatable).")] = None,
     task: Annotated[str | None, typer.Option("--task", help="md, inference or training.")] = None,
     hardware: Annotated[list[str] | None, typer.Option("--hardware", help="Only these hardware classes (repeatable).")] = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+    fmt: FormatOpt = Format.TABLE,
+    out: OutOpt = None,
 ) -> None:
     """List timing records: hardware, software, atoms, steps, wall time and atom-steps/s.
 

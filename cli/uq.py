@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cli.compare import CommonOpt, Offset, OffsetOpt
 from cli.context import open_from
-from cli.output import Format, emit, render
+from cli.output import Format, FormatOpt, OutOpt, emit, render
 from queries.uq_options import DEFAULT_N_BOOT, By, Level, Show
 
 
@@ -30,8 +29,8 @@ def uq(
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
     energy_offset: OffsetOpt = Offset.NONE,
     common: CommonOpt = False,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TABLE,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+    fmt: FormatOpt = Format.TABLE,
+    out: OutOpt = None,
 ) -> None:
     """Spearman rho (bootstrap CI) of uncertainty U vs true error e, at structure and atom level.
 
