@@ -42,6 +42,7 @@ created; the incumbent needs ASE's PostgreSQL backend: ``pip install mlip-wareho
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import subprocess
@@ -235,23 +236,48 @@ def predictions_main(args: argparse.Namespace, data: Path, n_atoms: int, n_frame
                                          "runs": results}, indent=2))
 
 
+_CREATED_DATABASES: list[tuple[str, str]] = []
+
+
 def _pg_database(base: str, name: str) -> str:
+    """A new, empty database on the server ``base``, named ``name`` plus this process's id, so
+    that two runs of this benchmark at once do not drop each other's databases; every database
+    made here is dropped when the benchmark exits."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     from warehouse.settings import normalise_url
 
+    name = f"{name}_{os.getpid()}"
     url = make_url(normalise_url(base))
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         c.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
+    if not _CREATED_DATABASES:
+        atexit.register(_drop_databases)
+    if (base, name) not in _CREATED_DATABASES:
+        _CREATED_DATABASES.append((base, name))
     return url.set(database=name).render_as_string(hide_password=False)
 
 
-def _fresh_warehouse(workdir: Path, pg: str | None, name: str, lake: Path) -> str:
-    """The URL of an empty warehouse at the current schema: a new database ``bench_<name>`` on
+def _drop_databases() -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from warehouse.settings import normalise_url
+
+    for base, name in _CREATED_DATABASES:
+        admin = create_engine(make_url(normalise_url(base)), isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _fresh_warehouse(workdir: Path, pg: str | None, name: str, lake: Path,
+                     python: str = sys.executable) -> str:
+    """The URL of an empty warehouse at the current schema: a new database ``bench_<name>_<pid>`` on
     the PostgreSQL server ``pg``, or ``<name>.sqlite`` in ``workdir``; ``lake`` emptied."""
     if pg:
         url = _pg_database(pg, f"bench_{name}")
@@ -260,16 +286,17 @@ def _fresh_warehouse(workdir: Path, pg: str | None, name: str, lake: Path) -> st
             (workdir / f"{name}.sqlite{suffix}").unlink(missing_ok=True)
         url = f"sqlite:///{workdir / f'{name}.sqlite'}"
     subprocess.run(["rm", "-rf", str(lake)], check=True)
-    _create_schema(url, lake)
+    _create_schema(url, lake, python)
     return url
 
 
-def _create_schema(url: str, lake: Path) -> None:
-    """An empty warehouse at the current schema (`warehouse db upgrade`, once per warehouse:
-    ~0.4 s, not part of an ingest; ase.db's own CREATE TABLEs are cheaper and are timed)."""
+def _create_schema(url: str, lake: Path, python: str = sys.executable) -> None:
+    """An empty warehouse at the schema of the build that ``python`` imports (`warehouse db
+    upgrade`, once per warehouse: ~0.4 s, not part of an ingest; ase.db's own CREATE TABLEs are
+    cheaper and are timed)."""
     code = "import sys; from warehouse import open_warehouse; open_warehouse(*sys.argv[1:]).close()"
-    subprocess.run([sys.executable, "-c", code, url, str(lake)],
-                   check=True)
+    # -P: not the current folder first on sys.path, which may hold another build's packages
+    subprocess.run([python, "-P", "-c", code, url, str(lake)], check=True)
 
 
 def _tree_rss_mb(pid: int) -> float:
@@ -358,8 +385,15 @@ def _kept_sums_step(url: str) -> float:
     try:
         with engine.connect() as conn:
             run = conn.execute(text("SELECT max(id) FROM ingest_runs WHERE status = 'ok'")).scalar()
+            # what the writer told add_run: did the run touch structures stored before it?
+            older = conn.execute(text(
+                "SELECT EXISTS (SELECT 1 FROM dataset_members d JOIN structures s"
+                " ON s.id = d.structure_id WHERE d.ingest_run_id = :r AND s.ingest_run_id != :r)"
+                " OR EXISTS (SELECT 1 FROM \"references\" f JOIN structures s"
+                " ON s.id = f.structure_id WHERE f.ingest_run_id = :r AND s.ingest_run_id != :r)"),
+                {"r": run}).scalar()
             t0 = time.perf_counter()
-            add_run(conn, run)
+            add_run(conn, run, older_structures=bool(older))
             seconds = time.perf_counter() - t0
             conn.rollback()
         return seconds
@@ -505,6 +539,11 @@ def main() -> None:
                     help="Instead: structures vs predictions by hash, by tolerance and absent (issue 15).")
     ap.add_argument("--small", type=int, default=0, metavar="N",
                     help="With --predictions: N cells of 4-8 atoms instead of --atoms of 32-250.")
+    ap.add_argument("--baseline-venv", type=Path, metavar="DIR",
+                    help="Also time the build installed in this virtual environment (e.g. a git"
+                         " worktree of an older commit, `pip install -e .` into DIR), alternated"
+                         " with the floor and this build, and report both builds' ratios to the"
+                         " same floor.")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -537,9 +576,9 @@ def main() -> None:
         return
     me = [sys.executable, str(Path(__file__).resolve()), "--child"]
 
-    def warehouse(path: Path, url: str, lake: Path) -> list[str]:
+    def warehouse(path: Path, url: str, lake: Path, bin_dir: Path = Path(sys.executable).parent) -> list[str]:
         """``warehouse ingest structures`` exactly as a user runs it (the console script)."""
-        return [str(Path(sys.executable).with_name("warehouse")), "--url", url, "--lake", str(lake),
+        return [str(bin_dir / "warehouse"), "--url", url, "--lake", str(lake),
                 "ingest", "structures", str(path), "--dataset", "bench", "--level-of-theory", "EMT"]
     if args.stream_copies:
         big = args.workdir / f"emt-{args.atoms}x{args.stream_copies}.xyz"
@@ -570,10 +609,16 @@ def main() -> None:
         lake = args.workdir / f"lake-{engine}"
         floor_lake = args.workdir / f"lake-floor-{engine}"
         tries: dict[str, list[dict]] = {"floor": [], "warehouse": []}
-        for _ in range(args.repeat):  # alternated, so that drift in the machine's load hits both
+        if args.baseline_venv:
+            tries["baseline"] = []
+        for _ in range(args.repeat):  # alternated, so that drift in the machine's load hits all
             subprocess.run(["rm", "-rf", str(floor_lake)], check=True)
             url = _floor_target(args.workdir, pg)
             tries["floor"].append(_timed([*me, "floor", str(data), url, str(floor_lake)]))
+            if args.baseline_venv:
+                bin_dir = args.baseline_venv / "bin"
+                url = _fresh_warehouse(args.workdir, pg, "baseline", lake, str(bin_dir / "python"))
+                tries["baseline"].append(_timed(warehouse(data, url, lake, bin_dir)))
             url = _fresh_warehouse(args.workdir, pg, "warehouse", lake)
             tries["warehouse"].append(_timed(warehouse(data, url, lake)))
         for kind, rs in tries.items():
@@ -592,7 +637,7 @@ def main() -> None:
     for name, r in runs.items():
         engine = name.split("-> ")[1]
         ratios = ["", ""]
-        if name.startswith("warehouse"):
+        if name.startswith(("warehouse", "baseline")):
             for i, base in enumerate((f"ase.db -> {engine}", f"floor -> {engine}")):
                 if base in runs:
                     ratios[i] = f"{r['atoms_per_s'] / runs[base]['atoms_per_s']:.2f}x"

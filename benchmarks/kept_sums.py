@@ -70,9 +70,9 @@ def main() -> None:
     step: list[float] = []
     real = keptsums.add_run
 
-    def timed(conn, run_id):
+    def timed(conn, run_id, **hints):
         t = time.perf_counter()
-        real(conn, run_id)
+        real(conn, run_id, **hints)
         step.append(time.perf_counter() - t)
 
     loader.add_run = timed

@@ -136,6 +136,9 @@ class Loader:
         # what this ingest added (its rows are invisible to the second connection)
         self._members_added: set[tuple[int, int]] = set()  # (dataset id, structure id)
         self._refs_added: set[tuple[int, int]] = set()  # (level of theory id, structure id)
+        self._created: set[int] = set()  # ids of the structures this ingest created
+        # whether a batch held a structure stored before this ingest (warehouse.keptsums.add_run)
+        self.older_structures = False
         self.matcher = Matcher(self)  # which stored structure a frame is (hash, tolerance)
         self.predictions = PredictionWriter(self)  # predictions and their error sums
 
@@ -274,11 +277,13 @@ class Loader:
         if new:
             ids = self._new_ids(m.Structure.__table__, len(new))
             self._sid_by_hash.update({hashes[i]: sid for i, sid in zip(new, ids, strict=True)})
+            self._created.update(ids)
         self.summary.add("structures", len(new))
         self.summary.seen("structures", len(b) - len(new))
         sids = [self._sid_by_hash[h] for h in hashes]
         # Only structures known before this batch can already have members or references.
         old = {sids[i] for i, h in enumerate(hashes) if h in known}
+        self.older_structures = self.older_structures or not old <= self._created
         self._lock_parents(dataset_id, level_id, old)
         members = self._existing(m.DatasetMember, m.DatasetMember.dataset_id, dataset_id, old,
                                  self._members_added)
@@ -518,7 +523,7 @@ def ingest_run(
             loader._finish_background()
             # the leaderboard's kept sums, in this transaction: the one place they are added to
             session.flush()
-            add_run(session.connection(), run.id)
+            add_run(session.connection(), run.id, older_structures=loader.older_structures)
             run.status, run.finished_at = "ok", now()
             run.counts = loader.summary.as_dict()
             session.commit()

@@ -118,6 +118,29 @@ def test_kept_sums_follow_mixed_ingests_and_removals(wh):
     assert set(leaderboard(wh)["model"]) == {"m2"}
 
 
+def test_the_writer_says_when_a_run_touches_older_structures(wh, monkeypatch):
+    """add_run skips the parts that need older rows only when the writer promises that every
+    member and reference of the run is of a structure the run created; that promise is kept."""
+    import ingest.loader
+
+    said: list[bool] = []
+    real = keptsums.add_run
+
+    def spy(conn, run_id, *, older_structures=True):
+        said.append(older_structures)
+        real(conn, run_id, older_structures=older_structures)
+
+    monkeypatch.setattr(ingest.loader, "add_run", spy)
+    cells = _cells(12, seed=7)
+    add_structures(wh, cells[:6] + cells[:2], "A")  # new ones, two of them twice in the file
+    add_predictions(wh, cells[:6], "m1", seed=8)
+    add_structures(wh, cells[6:], "A")  # new structures into a predicted dataset
+    add_structures(wh, cells[4:8], "B")  # two predicted structures join a second dataset
+    add_structures(wh, cells[:6], "A")  # all already present: nothing new
+    assert said == [False, False, False, True, True]
+    assert_kept_equals_live(wh)
+
+
 def test_rebuild_gives_the_kept_rows(wh):
     cells = _cells(9, seed=7)
     add_structures(wh, cells[:6], "A")
@@ -217,11 +240,11 @@ def test_concurrent_ingests_that_make_one_triple_together(wh, monkeypatch):
     a_hooked, errors = threading.Event(), []
     real = keptsums.add_run
 
-    def paced(conn, run_id):
+    def paced(conn, run_id, **hints):
         if threading.current_thread().name == "B":
             a_hooked.wait(30)
-            return real(conn, run_id)
-        real(conn, run_id)
+            return real(conn, run_id, **hints)
+        real(conn, run_id, **hints)
         a_hooked.set()
         time.sleep(1.5)  # B tries its step now, before A commits
 

@@ -65,11 +65,19 @@ FLOATS = ("e_abs", "e_sq", "f_abs", "f_sq", "s_abs", "s_sq")
 ADVISORY_KEY = 0x6C6273756D73
 
 
-def add_run(conn: Connection, run_id: int) -> None:
-    """Add to the kept sums what ingest run ``run_id`` created; in its transaction, before commit."""
+def add_run(conn: Connection, run_id: int, *, older_structures: bool = True) -> None:
+    """Add to the kept sums what ingest run ``run_id`` created; in its transaction, before commit.
+
+    ``older_structures=False`` is the writer's promise that every member and reference of the
+    run is of a structure that the run itself created. Then no older prediction, member or
+    reference can meet them (rows of other runs can only be of structures that existed before
+    this run), so only the new predictions' triples and the new members' pairs are summed: two
+    statements instead of up to ten, for the common ingest of new structures.
+    """
     if conn.dialect.name == "postgresql":  # see the module notes on concurrency
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_KEY})
-    for stmt in _statements(conn.dialect.name, run_id, _new_kinds(conn, run_id)):
+    new = _new_kinds(conn, run_id)
+    for stmt in _statements(conn.dialect.name, run_id, new, older=older_structures):
         conn.execute(stmt)
 
 
@@ -98,14 +106,16 @@ def rebuild(conn: Connection) -> None:
 
 
 def _statements(dialect: str, run_id: int | None,
-                new: set[str] = frozenset({"predictions", "references", "members"})) -> Iterator:
+                new: set[str] = frozenset({"predictions", "references", "members"}),
+                *, older: bool = True) -> Iterator:
     """The upserts that add the triples and pairs of ``run_id`` (of every run with None), for
     the kinds of rows in ``new`` that the run added.
 
     A new triple has a new prediction, or an older prediction and a new reference, or both older
     and a new member: three disjoint parts, each found through the index on its table's
     ``ingest_run_id``. Likewise a new pair has a new member, or an older member and a new
-    reference.
+    reference. With ``older=False`` (see :func:`add_run`) the parts that need an older row of
+    the run's structures are empty and left out.
     """
     dm, r, p = m.DatasetMember, m.Reference, m.Prediction
     if run_id is None:
@@ -115,12 +125,13 @@ def _statements(dialect: str, run_id: int | None,
         def of_run(entity):
             return _selective(dialect, entity.ingest_run_id == run_id)
 
+        new_refs, new_members = older and "references" in new, older and "members" in new
         parts = [(of_run(p),) if "predictions" in new else None,
-                 (of_run(r), p.ingest_run_id != run_id) if "references" in new else None,
+                 (of_run(r), p.ingest_run_id != run_id) if new_refs else None,
                  (of_run(dm), r.ingest_run_id != run_id, p.ingest_run_id != run_id)
-                 if "members" in new else None]
+                 if new_members else None]
         pair_parts = [(of_run(dm),) if "members" in new else None,
-                      (of_run(r), dm.ingest_run_id != run_id) if "references" in new else None]
+                      (of_run(r), dm.ingest_run_id != run_id) if new_refs else None]
         parts = [w for w in parts if w is not None]
         pair_parts = [w for w in pair_parts if w is not None]
     for where in parts:
