@@ -11,10 +11,31 @@ left alone: starting early is only a head start, never a different result.
 
 from __future__ import annotations
 
-import atexit
 import os
-import sys
-from pathlib import Path
+import signal
+
+INTERRUPTED = "Interrupted: nothing from this command was kept."
+
+
+def _before_install(signum: int, _frame: object) -> None:
+    """SIGINT/SIGTERM while this module and ingest.interrupts are still being imported: nothing
+    has been done yet, so say so and leave at once (raising here would escape the console
+    script's import statement as a traceback). ``console`` replaces it with the real handler."""
+    os.write(2, f"{INTERRUPTED}\n".encode())
+    os._exit(130 if signum == signal.SIGINT else 143)
+
+
+import sys  # noqa: E402  (built in: no import time)
+
+# First, before any other import, when the `warehouse` console script (whose first step is to
+# import this module) runs; not in a process that imports it as a library (a test runner). What
+# is left uncovered is the interpreter's own start-up: see docs/CONCURRENCY.md, "Signals".
+if os.path.basename(sys.argv[0]) == "warehouse":
+    signal.signal(signal.SIGINT, _before_install)
+    signal.signal(signal.SIGTERM, _before_install)
+
+import atexit  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 # Options (of the root command and of `ingest structures`) that take a value: anything else
 # starting with "-" must be a known flag, or the guess is abandoned.
@@ -189,9 +210,6 @@ def console() -> None:
         _close()  # the early reader's process, if one was started
         sys.stderr.write(f"{interrupted_message()}\n")
         _leave(code)
-
-
-INTERRUPTED = "Interrupted: nothing from this command was kept."
 
 
 def interrupted_message() -> str:

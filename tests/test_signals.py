@@ -144,3 +144,21 @@ def test_an_interrupt_after_a_commit_says_what_was_kept(monkeypatch) -> None:
     assert interrupted_message() == MESSAGE
     monkeypatch.setattr(loader, "COMMITTED_RUNS", [7])
     assert interrupted_message().startswith("Interrupted after ingest run 7 had committed")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_the_console_scripts_first_import_already_handles_signals(sig, tmp_path) -> None:
+    """A signal right after the console script's first import (cli.early), before the command's
+    own handlers exist: the message and exit status, no traceback, no silent death."""
+    script = tmp_path / "warehouse"  # named as the console script: cli.early checks argv[0]
+    script.write_text("import os, signal, time\nimport cli.early\n"
+                      f"os.kill(os.getpid(), {int(sig)})\ntime.sleep(30)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == EXIT[sig], done.stderr
+    assert done.stderr == MESSAGE + "\n"
+
+
+def test_importing_the_console_module_leaves_a_library_users_handlers_alone() -> None:
+    code = "import signal, cli.early; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "True", done.stderr
