@@ -203,7 +203,9 @@ def _sums(where: tuple, *, per_element: bool) -> Select:
                       pee.element.concat(EMPTY) == se.element))
         forces = pee
     e = pe.energy_diff_per_atom
-    keys = [p.model_id, *_keys(per_element)]
+    # "+ 0": SQLite without statistics would otherwise read every prediction through the index
+    # on model_id (rows come out in group order) instead of only the run's, through its index
+    keys = [(p.model_id + 0).label("model_id"), *_keys(per_element)]
     return stmt.with_only_columns(
         *keys,
         func.count(case((p.status == "ok", 1))),

@@ -288,14 +288,10 @@ class PredictionWriter:
         predate the ingest ``FOR KEY SHARE`` before the rows are sent, as the foreign-key
         triggers would, so that none is deleted before it commits (as Loader._lock_parents
         does for structures)."""
-        # the loader's PostgreSQL writer: its own attributes here, a BulkPath once the loader's
-        # bulk path moves to ingest/writers/bulk.py (the one place that knows both)
-        bulk = getattr(self.ld, "bulk", None)
-        writer, mode = ((bulk.writer, bulk.key_checks) if bulk is not None
-                        else (self.ld._writer, self.ld._key_checks))
-        if mode != "deferred" or not len(ids):
+        bulk = self.ld.bulk  # ingest.writers.bulk.BulkPath: the PostgreSQL writer
+        if bulk.key_checks != "deferred" or not len(ids):
             return
-        writer.execute(f'SELECT 1 FROM "{table}" WHERE id = ANY(%s::bigint[]) FOR KEY SHARE',
+        bulk.writer.execute(f'SELECT 1 FROM "{table}" WHERE id = ANY(%s::bigint[]) FOR KEY SHARE',
                        (sorted(set(ids.tolist())),))
 
 
