@@ -1,6 +1,7 @@
 """Start reading an ingest's file before the command line is parsed.
 
-``warehouse ingest structures FILE.xyz`` reads the file in a child process
+``warehouse ingest structures FILE.xyz`` (and ``ingest predictions FILE.xyz``) reads the file
+in a child process
 (:class:`ingest.extxyz.ExtxyzReader`) while the catalog machinery is imported. Building the
 command line (typer, click and pydantic) takes another ~0.2 s on one core before the command
 runs, so :func:`start` recognises that command in ``sys.argv`` first and starts the reader then;
@@ -37,11 +38,15 @@ if os.path.basename(sys.argv[0]) == "warehouse":
 import atexit  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-# Options (of the root command and of `ingest structures`) that take a value: anything else
-# starting with "-" must be a known flag, or the guess is abandoned.
+# The root command's options that take a value, and per ingest command that gets a head start
+# its own (value-taking options, flags): anything else starting with "-" abandons the guess.
 _ROOT_VALUED = {"--url", "--lake"}
-_VALUED = {"--dataset", "-d", "--level-of-theory", "-l", "--subset", "--split", "--format"}
-_FLAGS = {"--trust-pickle"}
+_COMMANDS = {
+    "structures": ({"--dataset", "-d", "--level-of-theory", "-l", "--subset", "--split",
+                    "--format"}, {"--trust-pickle"}),
+    # not the --*-key or --voigt-order options: they change what the reader reads
+    "predictions": ({"--model", "-m", "--parameters", "--version"}, {"--force"}),
+}
 
 _started: dict[str, object] = {}
 
@@ -58,11 +63,14 @@ def skip_root_options(args: list[str]) -> int | None:
     return i
 
 
-def guess_path(args: list[str]) -> tuple[str, str | None] | None:
-    """The file and ``--format`` of ``[root options] ingest structures ...``, else None."""
+def guess(args: list[str]) -> tuple[str, str, str | None] | None:
+    """The command, file and ``--format`` of ``[root options] ingest structures|predictions
+    ...``, else None."""
     i = skip_root_options(args)
-    if i is None or args[i:i + 2] != ["ingest", "structures"]:
+    if i is None or len(args) < i + 2 or args[i] != "ingest" or args[i + 1] not in _COMMANDS:
         return None
+    command = args[i + 1]
+    valued, flags = _COMMANDS[command]
     path, fmt = None, None
     rest = args[i + 2:]
     j = 0
@@ -75,10 +83,10 @@ def guess_path(args: list[str]) -> tuple[str, str | None] | None:
             break
         if tok.startswith("-") and tok != "-":
             name, eq, value = tok.partition("=")
-            if name in _FLAGS and not eq:
+            if name in flags and not eq:
                 j += 1
                 continue
-            if name not in _VALUED:
+            if name not in valued:
                 return None  # --help, or an option this guess does not know
             if not eq:
                 if j + 1 >= len(rest):
@@ -93,25 +101,28 @@ def guess_path(args: list[str]) -> tuple[str, str | None] | None:
             return None  # a second argument: typer will refuse the command line
         path = tok
         j += 1
-    return None if path is None else (path, fmt)
+    return None if path is None else (command, path, fmt)
 
 
 def start(args: list[str]) -> None:
     """Start the reader of the extended XYZ file that ``args`` would ingest, if any (and if
     none was started yet: :func:`console` starts it before :func:`cli.app.main` would)."""
-    guess = guess_path(args)
-    if guess is None or "reader" in _started:
+    found = guess(args)
+    if found is None or "reader" in _started:
         return
-    reader = start_reader(Path(guess[0]), guess[1])
+    command, path, fmt = found
+    reader = start_reader(Path(path), fmt, command)
     if reader is not None:
         _started["reader"] = reader
-        _started["key"] = _key(*guess)
+        _started["key"] = _key(path, fmt, command)
         atexit.register(_close)
 
 
-def start_reader(path: Path, fmt: str | None):
+def start_reader(path: Path, fmt: str | None, command: str = "structures"):
     """An extended XYZ file's reader process, started before the catalog machinery is imported
-    (so the two overlap); None for other formats, or where the name tells nothing."""
+    (so the two overlap), with the label keys of ``command`` (structures or predictions, as
+    their commands read them without key options); None for other formats, or where the name
+    tells nothing."""
     from ingest.formats import detect_format
     from warehouse.errors import IngestError
 
@@ -119,10 +130,11 @@ def start_reader(path: Path, fmt: str | None):
         if (fmt or detect_format(path)) != "extxyz" or not path.is_file():
             return None
     except IngestError:
-        return None  # ingest_structures gives the error
+        return None  # the command gives the error
+    from ingest.atoms import DEFAULT_KEYS, PREDICTION_KEYS
     from ingest.extxyz import ExtxyzReader
 
-    return ExtxyzReader(path)
+    return ExtxyzReader(path, keys=PREDICTION_KEYS if command == "predictions" else DEFAULT_KEYS)
 
 
 def tune_allocator() -> None:
@@ -152,21 +164,21 @@ def tune_allocator() -> None:
     mallopt(m_top_pad, 256 << 20)
 
 
-def take(path: str | os.PathLike, fmt: str | None):
-    """The reader started by :func:`start` if it reads ``path`` as ``fmt``, else None (a
-    reader started for another file is closed)."""
+def take(path: str | os.PathLike, fmt: str | None, command: str = "structures"):
+    """The reader started by :func:`start` if it reads ``path`` as ``fmt`` for ``command``,
+    else None (a reader started for another file is closed)."""
     reader = _started.pop("reader", None)
     key = _started.pop("key", None)
     if reader is None:
         return None
-    if key != _key(path, fmt):
+    if key != _key(path, fmt, command):
         reader.close()
         return None
     return reader
 
 
-def _key(path: str | os.PathLike, fmt: str | None) -> tuple[str, str | None]:
-    return os.path.realpath(path), fmt
+def _key(path: str | os.PathLike, fmt: str | None, command: str) -> tuple[str, str | None, str]:
+    return os.path.realpath(path), fmt, command
 
 
 def _close() -> None:
@@ -177,9 +189,9 @@ def _close() -> None:
 
 def console() -> None:
     """The ``warehouse`` console script: :func:`cli.app.main`, with a head start and a quick
-    exit for ``ingest structures``.
+    exit for ``ingest structures`` and ``ingest predictions``.
 
-    For that command the allocator is tuned and the file's reader started first, before typer
+    For those commands the allocator is tuned and the file's reader started first, before typer
     and the command line are imported (~50 ms that the reader would otherwise wait). When the
     command returns, its transaction is committed or undone, its connections, lake files and
     reader process are closed, and its failure (if any) is recorded; what remains is the
@@ -192,7 +204,7 @@ def console() -> None:
     install()  # first: a signal during the imports below must end the command cleanly too
     ingest = False
     try:
-        ingest = guess_path(sys.argv[1:]) is not None
+        ingest = guess(sys.argv[1:]) is not None
         if ingest:
             tune_allocator()
             start(sys.argv[1:])

@@ -137,19 +137,26 @@ def predictions(
 
     Example: warehouse ingest predictions mace_on_test.xyz --model mace-mp-0 --forces-key forces_pred
     """
-    from ingest.api import ingest_predictions
-    from ingest.atoms import prediction_keys
+    from cli import early
+    from ingest.atoms import PREDICTION_KEYS, prediction_keys
 
     keys = prediction_keys(energy=energy_key, forces=forces_key, stress=stress_key, virial=virial_key,
                            voigt_order=_voigt(voigt_order))
+    # the reader started before the command line was parsed, if it reads the file as asked
+    reader = early.take(path, None, "predictions") if keys == PREDICTION_KEYS else None
     progress = Progress()
     try:
+        from ingest.api import ingest_predictions  # the catalog machinery
+
         with open_from(ctx) as wh:
             summary = ingest_predictions(wh, path, model=model, keys=keys,
                                          parameters=parameters or [], version=version,
-                                         force=force, argv=argv(), progress=progress)
+                                         force=force, argv=argv(), progress=progress,
+                                         reader=reader)
     finally:
         progress.done()
+        if reader is not None:
+            reader.close()
     typer.echo(summary.line())
 
 

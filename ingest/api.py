@@ -129,6 +129,7 @@ def ingest_predictions(
     force: bool = False,
     argv: list[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    reader: ExtxyzReader | None = None,
 ) -> IngestSummary:
     """Store ``model``'s predictions from an extended XYZ file, matched to stored structures.
 
@@ -138,9 +139,22 @@ def ingest_predictions(
     Structures not in the warehouse make the whole file refused, with their count and the first
     examples. A file whose every prediction equals the stored reference labels (the DFT file
     itself, passed by mistake) is refused unless ``force``. ``progress(n_structures, n_atoms)``
-    is called after each stored batch.
+    is called after each stored batch. ``reader`` is the :class:`ExtxyzReader` of ``path``
+    with ``keys`` if the caller began reading earlier (the CLI does); it is closed here.
     """
-    path = str(path)
+    try:
+        return _ingest_predictions(wh, str(path), model=model, keys=keys,
+                                   parameters=parameters, version=version, force=force,
+                                   argv=argv, progress=progress, reader=reader)
+    finally:
+        if reader is not None:
+            reader.close()  # closed already unless the first attempt failed before using it
+
+
+def _ingest_predictions(wh: Warehouse, path: str, *, model: str, keys: LabelKeys,
+                        parameters: Sequence[str | Path], version: str | None, force: bool,
+                        argv: list[str] | None, progress: Callable[[int, int], None] | None,
+                        reader: ExtxyzReader | None) -> IngestSummary:
     if not Path(path).is_file():
         raise missing_file(path)
     name = versioned_name(model, version)
@@ -148,10 +162,10 @@ def ingest_predictions(
     what = f"this predictions file ({Path(path).name})"
     precheck(wh, name, binding, what=what)
 
-    def attempt(_: int) -> IngestSummary:
+    def attempt(n: int) -> IngestSummary:
         # the columnar reader in a child process, ahead of the writes, as for structures; a
         # retry reads the file again
-        with ExtxyzReader(path, keys=keys) as stream:
+        with (reader if n == 0 and reader is not None else ExtxyzReader(path, keys=keys)) as stream:
             sha = stream.sha256()
             with ingest_run(wh, kind="predictions", source=path, source_sha256=sha,
                             argv=argv) as ld:

@@ -15,26 +15,36 @@ from cli import early
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork: Linux only")
 
 
+S, P = "structures", "predictions"
+
+
 @pytest.mark.parametrize(("args", "expected"), [
-    (["ingest", "structures", "a.xyz", "--dataset", "d"], ("a.xyz", None)),
-    (["--url", "sqlite:///c", "--lake=l", "ingest", "structures", "-d", "d", "a.xyz"], ("a.xyz", None)),
-    (["ingest", "structures", "a.xyz", "-d", "d", "-l", "PBE", "--subset", "s", "--split", "train",
-      "--format", "extxyz", "--trust-pickle"], ("a.xyz", "extxyz")),
-    (["ingest", "structures", "--format=vasp", "--", "-odd.xyz"], ("-odd.xyz", "vasp")),
-], ids=["plain", "root-options", "every-option", "double-dash"])
+    (["ingest", S, "a.xyz", "--dataset", "d"], (S, "a.xyz", None)),
+    (["--url", "sqlite:///c", "--lake=l", "ingest", S, "-d", "d", "a.xyz"], (S, "a.xyz", None)),
+    (["ingest", S, "a.xyz", "-d", "d", "-l", "PBE", "--subset", "s", "--split", "train",
+      "--format", "extxyz", "--trust-pickle"], (S, "a.xyz", "extxyz")),
+    (["ingest", S, "--format=vasp", "--", "-odd.xyz"], (S, "-odd.xyz", "vasp")),
+    (["ingest", P, "a.xyz", "-m", "x"], (P, "a.xyz", None)),
+    (["ingest", P, "a.xyz", "--model=x", "--parameters", "nep.txt", "--parameters", "b",
+      "--version", "2", "--force"], (P, "a.xyz", None)),
+], ids=["plain", "root-options", "every-option", "double-dash", "predictions",
+        "predictions-every-option"])
 def test_the_file_of_an_ingest_is_recognised(args, expected) -> None:
-    assert early.guess_path(args) == expected
+    assert early.guess(args) == expected
 
 
 @pytest.mark.parametrize("args", [
-    [], ["--help"], ["ingest", "structures", "--help"], ["ingest", "structures", "a.xyz", "-h"],
-    ["ingest", "predictions", "a.xyz", "-m", "x"], ["--verbose", "ingest", "structures", "a.xyz"],
-    ["ingest", "structures", "a.xyz", "b.xyz"], ["ingest", "structures", "a.xyz", "--dataset"],
-    ["ingest", "structures", "--new-option", "v", "a.xyz"], ["ingest", "structures", "-d", "x"],
-    ["--url"],
+    [], ["--help"], ["ingest", S, "--help"], ["ingest", S, "a.xyz", "-h"],
+    ["--verbose", "ingest", S, "a.xyz"], ["ingest", S, "a.xyz", "b.xyz"],
+    ["ingest", S, "a.xyz", "--dataset"], ["ingest", S, "--new-option", "v", "a.xyz"],
+    ["ingest", S, "-d", "x"], ["--url"], ["ingest"], ["ingest", "timings", "a.log"],
+    # options that change what the reader reads: its keys
+    ["ingest", P, "a.xyz", "-m", "x", "--forces-key", "f"],
+    ["ingest", P, "a.xyz", "-m", "x", "--voigt-order", "xx,yy,zz,yz,xz,xy"],
+    ["ingest", P, "a.xyz", "-m", "x", "--dataset", "d"],  # not an option of predictions
 ], ids=repr)
 def test_anything_else_is_left_to_the_command_line_parser(args) -> None:
-    assert early.guess_path(args) is None
+    assert early.guess(args) is None
 
 
 @linux_only
@@ -55,6 +65,37 @@ def test_the_command_takes_the_early_reader_only_for_its_own_file(tmp_path) -> N
     early.start(["ingest", "structures", str(a), "-d", "x"])
     assert early.take(a, "vasp") is None  # read as another format: not this reader
     assert early.take(a, None) is None  # taken once at most
+    early.start(["ingest", "structures", str(a), "-d", "x"])
+    assert early.take(a, None, "predictions") is None  # read with other label keys
+
+
+@linux_only
+def test_an_early_predictions_reader_reads_the_predicted_labels(tmp_path, wh) -> None:
+    """The head start of `ingest predictions` reads the *_pred keys first, as the command's own
+    reader does: the stored predictions are the same either way."""
+    from ase.io import read, write
+
+    from ingest.api import ingest_predictions, ingest_structures
+
+    ref = tmp_path / "ref.xyz"
+    write_fcc_xyz(ref, 3, reps=2)
+    frames = read(ref, ":")
+    for a in frames:  # the reference labels stay in the file; the prediction is forces_pred
+        a.arrays["forces_pred"] = a.get_forces() + 0.1
+    pred = tmp_path / "pred.xyz"
+    write(pred, frames, format="extxyz")
+    ingest_structures(wh, ref, dataset="d", level_of_theory="EMT")
+    early.start(["ingest", "predictions", str(pred), "-m", "early"])
+    ingest_predictions(wh, pred, model="early", reader=early.take(pred, None, "predictions"))
+    ingest_predictions(wh, pred, model="late")
+    with wh.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT m.name, e.force_abs_sum FROM prediction_errors e JOIN predictions p"
+            " ON p.id = e.prediction_id JOIN models m ON m.id = p.model_id ORDER BY p.structure_id, m.name"
+        ).all()
+    assert len(rows) == 6
+    for (_, early_sum), (_, late_sum) in zip(rows[0::2], rows[1::2], strict=True):
+        assert early_sum == pytest.approx(late_sum) and early_sum > 0
 
 
 def test_no_reader_for_other_formats_or_missing_files(tmp_path) -> None:
