@@ -28,13 +28,17 @@ Run:  nice python benchmarks/ingest.py            (about 1.3M atoms; generation 
       nice python benchmarks/ingest.py --stream-copies 6   (7.8M atoms into both: peak memory)
       nice python benchmarks/ingest.py --predictions --atoms 300000   (predictions vs structures)
       nice python benchmarks/ingest.py --predictions --small 30000    (30,000 cells of 4-8 atoms)
+      python benchmarks/ingest.py --skip-incumbent --repeat 5 --baseline-venv ../base/.venv
+          (also an older build, installed into its own venv from a worktree: both builds'
+          ratios to the same floor, alternated in one run)
 
 ``--predictions`` (issue 15) times, in one run and into one warehouse per engine, ``ingest
 structures`` of the set, then ``ingest predictions`` of files about the same structures: matched by
 hash (positions as stored), all through the tolerance path (every position moved by 4e-6 Å, as
 programs that write fewer decimals move them), and a file of rattled copies that are not in the
 warehouse (refused as a whole; timed until the refusal). Each is reported in atoms/s and as a
-ratio to the structures' atoms/s (the tolerance and absent cases also to the hash path's).
+ratio to the structures' atoms/s (the tolerance and absent cases also to the hash path's), with
+the share of each ingest's wall time that its kept-sums step takes.
 PostgreSQL: --pg postgresql://postgres@127.0.0.1:5432/postgres (a server where databases can be
 created; the incumbent needs ASE's PostgreSQL backend: ``pip install mlip-warehouse[bench]``).
 """
@@ -205,11 +209,14 @@ def predictions_main(args: argparse.Namespace, data: Path, n_atoms: int, n_frame
             lake = args.workdir / f"lake-pred-{engine}"
             url = _fresh_warehouse(args.workdir, pg, "pred", lake)
             base = [exe, "--url", url, "--lake", str(lake), "ingest"]
-            tries["structures"].append(_timed([*base, "structures", str(data), "--dataset",
-                                               "bench", "--level-of-theory", "EMT"]))
+            r = _timed([*base, "structures", str(data), "--dataset", "bench",
+                        "--level-of-theory", "EMT"])
+            tries["structures"].append({**r, "kept_sums_s": _kept_sums_step(url)})
             for kind in PREDICTION_FILES:  # a model each, so that each file is all new work
                 r = _timed([*base, "predictions", str(files[kind]), "--model", f"m-{kind}"],
                            expect_failure=kind == "absent")
+                if kind != "absent":
+                    r["kept_sums_s"] = _kept_sums_step(url)
                 tries[kind].append(r)
                 if kind == "absent" and "not in the warehouse" not in (r["detail"] or ""):
                     raise RuntimeError(f"the absent file was not refused as expected: {r}")
@@ -231,6 +238,10 @@ def predictions_main(args: argparse.Namespace, data: Path, n_atoms: int, n_frame
             walls = ", ".join(f"{x['wall_s']:.2f}" for x in runs)
             cpus = ", ".join(f"{x['cpu_s']:.2f}" for x in runs)
             print(f"\n{engine} {kind}: {len(runs)} runs, wall s {walls}; CPU s {cpus}")
+            if "kept_sums_s" in runs[0]:
+                shares = ", ".join(f"{100 * x['kept_sums_s'] / x['wall_s']:.1f} %" for x in runs)
+                print(f"{engine} {kind}: the kept-sums step of each run (re-run in a rolled-back"
+                      f" transaction) as a share of its wall time: {shares}")
     if args.json:
         args.json.write_text(json.dumps({"n_atoms": n_atoms, "n_structures": n_frames,
                                          "runs": results}, indent=2))
@@ -374,7 +385,7 @@ def _timed(cmd: list[str], env: dict | None = None, *, expect_failure: bool = Fa
 
 def _kept_sums_step(url: str) -> float:
     """Seconds of the writer's kept-sums step (``warehouse.keptsums.add_run``) for the latest
-    ingest of ``url``: the same statements over the same rows, re-run in a transaction that is
+    successful ingest of ``url``: the same statements over the same rows, re-run in a transaction that is
     rolled back (the kept rows then exist, so its upserts update instead of insert)."""
     from sqlalchemy import text
 
