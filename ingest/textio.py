@@ -52,6 +52,32 @@ def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def load_yaml(text: str) -> Any:
+    """:func:`yaml.safe_load` that refuses a mapping naming a key twice (PyYAML keeps the last
+    silently), with a ``yaml.YAMLError`` whose ``problem_mark`` is the second key's place."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *base" may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: the base constructor says so
+                    break
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice in one mapping",
+                        key_node.start_mark)
+            return super().construct_mapping(node, deep=deep)
+
+    return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader
+
+
 @contextmanager
 def text_errors(path: str, reader: Any = None) -> Iterator[None]:
     """Decoding and CSV errors inside the block as one-line errors naming the file and, with a

@@ -34,7 +34,7 @@ from sqlalchemy import func, select
 from ingest.hardware import Hardware, LammpsAccelerator, lammps_accelerator
 from ingest.loader import IngestSummary, Loader, ingest_run
 from ingest.writers.conflicts import with_retries
-from ingest.textio import DuplicateKey, no_duplicate_keys, reader_guard
+from ingest.textio import DuplicateKey, load_yaml, no_duplicate_keys, reader_guard
 from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.errors import IngestError, missing_file
@@ -312,7 +312,7 @@ def parse_timings_table(path: str | Path) -> list[TimingRecord]:
             with p.open(newline="", encoding="utf-8") as fh:
                 rows: Any = list(csv.DictReader(fh))
         elif suffix in (".yaml", ".yml"):
-            rows = yaml.safe_load(p.read_text(encoding="utf-8"))
+            rows = load_yaml(p.read_text(encoding="utf-8"))
         elif suffix == ".json":
             rows = json.loads(p.read_text(encoding="utf-8"), object_pairs_hook=no_duplicate_keys)
         else:

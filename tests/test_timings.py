@@ -162,6 +162,20 @@ def test_bad_table_rows(tmp_path: Path, row: str, message: str) -> None:
         parse_timings_table(p)
 
 
+def test_a_yaml_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
+    """PyYAML keeps the last of two equal keys silently: a wall time typed twice must not
+    pick one of them unseen."""
+    text = ("timings:\n- model: nep\n  task: md\n  software: GPUMD\n  n_atoms: 1000\n"
+            "  n_steps: 100\n  wall_s: 10\n  wall_s: 1\n")
+    with pytest.raises(IngestError, match=r"t.yaml, line 8: .*'wall_s' is given twice"):
+        parse_timings_table(_write(tmp_path, "t.yaml", text))
+    # a merge key may be overridden, as YAML means it
+    merged = ("base: &b {model: nep, task: md, software: GPUMD, n_atoms: 1000, n_steps: 100,"
+              " wall_s: 10}\ntimings:\n- <<: *b\n  wall_s: 20\n")
+    (record,) = parse_timings_table(_write(tmp_path, "m.yaml", merged))
+    assert record.wall_s == 20
+
+
 def test_ingest_and_list_gpumd_log(shared_data: Path, cli, wh) -> None:
     res = cli("ingest", "timings", shared_data / GPUMD_LOG, "--model", "pdcunip-nep")
     assert res.exit_code == 0, res.output
