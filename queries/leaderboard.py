@@ -128,10 +128,8 @@ def group_sums(wh: Warehouse, sel: Selection, *, use_rollup: bool = True) -> pd.
         pairs = sums[["model", "dataset"]].drop_duplicates()
     rows = pairs.merge(expected, on="dataset").merge(sums, on=["model", "dataset", *keys], how="left")
     for c in ("n_structures", "n_atoms", "n_predicted", "n_failed", "n_energy", "f_n", "s_n",
-              "id_sum", "max_run"):
+              "fn_n", "id_sum", "max_run"):
         rows[c] = pd.to_numeric(rows[c]).fillna(0).astype("int64")
-    if "fn_n" in rows:  # the live statements only (queries.metrics: rollup=False)
-        rows["fn_n"] = pd.to_numeric(rows["fn_n"]).fillna(0).astype("int64")
     rows["n_missing"] = rows["n_structures"] - rows["n_predicted"] - rows["n_failed"]
     return rows.sort_values(["dataset", *keys, "model"], kind="stable").reset_index(drop=True)
 
@@ -165,9 +163,7 @@ def leaderboard_report(
     sel = resolve_selection(wh, datasets=datasets, models=models, exclude=exclude_datasets,
                             by=by, pool=pool)
     names = list(dict.fromkeys([*METRICS, *([metric] if metric else [])]))
-    # a metric whose sums the rollup does not keep is read live (same numbers, slower)
-    live = not all(metric_registry.REGISTRY[n].rollup for n in names)
-    sums = group_sums(wh, sel, use_rollup=use_rollup and not live)
+    sums = group_sums(wh, sel, use_rollup=use_rollup)
     keys = list(sel.by)
     table = finish_metrics(sums, keep=keys, metrics=names)
     table.insert(table.columns.get_loc("n_failed"), "n_predicted", sums["n_predicted"].astype(int))
@@ -181,7 +177,8 @@ def leaderboard_report(
         if note := selection.coverage_note(table, keys):
             report.notes.append(note)
     report.table = table.reset_index(drop=True)
-    # the same rows whichever path read them: the norm sums only exist on the live path
+    # the rows without the force-norm sums (kept since schema 0007): fingerprints printed
+    # before then still identify the same rows
     report.fingerprint = rows_fingerprint(sums.drop(columns=["fn_abs", "fn_sq", "fn_n"],
                                                     errors="ignore"), options=dict(
         by=keys, pool=pool, energy_offset=energy_offset, ci=ci, seed=seed if ci else None,

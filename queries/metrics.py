@@ -45,7 +45,6 @@ class Metric:
     label: str  # words, for axes and headers
     symbol: str  # LaTeX math, for paper tables
     default: bool = True  # a column of the leaderboard's default table
-    rollup: bool = True  # the leaderboard rollup keeps its sums (else the live query is used)
 
     @property
     def cli_name(self) -> str:
@@ -79,9 +78,9 @@ REGISTRY: dict[str, Metric] = {m.name: m for m in (
     Metric("stress_rmse", "stress", "rmse", "s_sq", "s_n", "GPa", 1.0,
            "Stress RMSE", r"\mathrm{RMSE}_\sigma"),
     Metric("force_norm_mae", "force", "mae", "fn_abs", "fn_n", "meV/Å", 1000.0,
-           "Force-norm MAE", r"\mathrm{MAE}_{|F|}", default=False, rollup=False),
+           "Force-norm MAE", r"\mathrm{MAE}_{|F|}", default=False),
     Metric("force_norm_rmse", "force", "rmse", "fn_sq", "fn_n", "meV/Å", 1000.0,
-           "Force-norm RMSE", r"\mathrm{RMSE}_{|F|}", default=False, rollup=False),
+           "Force-norm RMSE", r"\mathrm{RMSE}_{|F|}", default=False),
 )}
 
 DEFAULT = [name for name, m in REGISTRY.items() if m.default]

@@ -21,7 +21,7 @@ from warehouse.core import Warehouse
 
 S, E = m.LeaderboardSums, m.LeaderboardExpected
 SUMS = ("n_predicted", "n_failed", "n_energy", "e_abs", "e_sq", "f_abs", "f_sq", "f_n", "s_abs",
-        "s_sq", "s_n", "id_sum")
+        "s_sq", "s_n", "id_sum", "fn_abs", "fn_sq", "fn_n")
 
 
 def ensure_fresh(wh: Warehouse) -> bool:

@@ -25,6 +25,9 @@ Z = {"Cu": 29, "Ni": 28, "Al": 13}
 BREAKDOWNS = [dict(by=list(by), pool=pool)
               for n in range(4) for by in itertools.combinations(("subset", "element", "n_elements"), n)
               for pool in (False, True)]
+# the force-norm metrics, kept too since schema 0007 (per structure only: NaN per element)
+BREAKDOWNS += [dict(metric="force_norm_rmse"), dict(metric="force_norm_mae", by=["subset"]),
+               dict(metric="force_norm_rmse", by=["element"])]
 # subset tags: two names, an empty tag and none at all (NULL): '' and NULL are distinct groups
 TAGS = ["eos", "md", "", None]
 
@@ -277,3 +280,20 @@ def test_concurrent_ingests_that_make_one_triple_together(wh, monkeypatch):
     assert_kept_equals_live(wh)
     late = leaderboard(wh, models=["late"]).set_index("dataset")
     assert late.loc["A2", "n_failed"] == 6
+
+
+def test_the_upgrade_to_0007_fills_the_force_norm_sums_of_a_catalog(wh):
+    """A catalog whose kept sums predate schema 0007 gets its force-norm sums on upgrade: the
+    force-norm leaderboard then reads the kept rows, equal to the live computation."""
+    from warehouse import migrate
+
+    cells = _cells(8, seed=21)
+    add_structures(wh, cells, "A")
+    add_predictions(wh, cells, "m1", seed=22)
+    migrate.downgrade(wh.engine, "0006")
+    migrate.upgrade(wh.engine)
+    with wh.engine.connect() as conn:
+        n, fn_n = conn.execute(text(
+            "SELECT count(*), sum(fn_n) FROM leaderboard_sums WHERE element = ''")).one()
+    assert n and fn_n == sum(f.n_atoms for f in cells)
+    assert_kept_equals_live(wh)

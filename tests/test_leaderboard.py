@@ -271,7 +271,8 @@ def test_cli_out_file(lcli, tmp_path: Path):
     {}, {"by": ["subset"]}, {"by": ["element"]}, {"by": ["n_elements"]},
     {"by": ["subset", "element", "n_elements"]}, {"pool": True}, {"pool": True, "by": ["element"]},
     {"models": ["unep-v1", GAPPY]}, {"datasets": ["pbte"], "models": [GAPPY]},
-    {"exclude_datasets": ["pbte"], "by": ["subset"]},
+    {"exclude_datasets": ["pbte"], "by": ["subset"]}, {"metric": "force_norm_rmse"},
+    {"metric": "force_norm_mae", "by": ["n_elements"]},
 ], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "plain")
 def test_rollup_and_live_query_agree(lw, options):
     """The rollup is a cache: the same table as the live query, fingerprint included."""

@@ -39,12 +39,15 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     Connection,
+    Float,
     Select,
     and_,
     case,
+    cast,
     delete,
     func,
     literal_column,
+    null,
     select,
     text,
     true,
@@ -58,8 +61,8 @@ if TYPE_CHECKING:  # pandas only for the audit: an ingest must not pay for impor
 
 S, E = m.LeaderboardSums.__table__, m.LeaderboardExpected.__table__
 KEYS = ("dataset_id", "subset", "tagged", "n_elements", "element")
-COUNTS = ("n_predicted", "n_failed", "n_energy", "f_n", "s_n", "id_sum")
-FLOATS = ("e_abs", "e_sq", "f_abs", "f_sq", "s_abs", "s_sq")
+COUNTS = ("n_predicted", "n_failed", "n_energy", "f_n", "s_n", "id_sum", "fn_n")
+FLOATS = ("e_abs", "e_sq", "f_abs", "f_sq", "s_abs", "s_sq", "fn_abs", "fn_sq")
 # pg_advisory_xact_lock key of the kept-sums step ("lbsums" in ASCII): one number, so that no
 # other advisory lock of the warehouse uses it by chance
 ADVISORY_KEY = 0x6C6273756D73
@@ -203,6 +206,12 @@ def _sums(where: tuple, *, per_element: bool) -> Select:
                       pee.element.concat(EMPTY) == se.element))
         forces = pee
     e = pe.energy_diff_per_atom
+    if per_element:  # the force-norm sums are per structure only (queries.breakdowns)
+        none = cast(null(), Float)  # typed: PostgreSQL resolves an untyped NULL as text
+        norm = [literal_column("0"), none, none]
+    else:
+        norm = [func.coalesce(func.sum(case((pe.force_norm_sum.isnot(None), pe.n_atoms))), 0),
+                func.sum(pe.force_norm_sum), func.sum(pe.force_norm_sq_sum)]
     # "+ 0": SQLite without statistics would otherwise read every prediction through the index
     # on model_id (rows come out in group order) instead of only the run's, through its index
     keys = [(p.model_id + 0).label("model_id"), *_keys(per_element)]
@@ -214,9 +223,11 @@ def _sums(where: tuple, *, per_element: bool) -> Select:
         func.coalesce(func.sum(forces.force_n), 0),
         func.coalesce(func.sum(pe.stress_n), 0),
         func.sum(p.id),
+        norm[0],
         func.sum(func.abs(e)), func.sum(e * e),
         func.sum(forces.force_abs_sum), func.sum(forces.force_sq_sum),
         func.sum(pe.stress_abs_sum), func.sum(pe.stress_sq_sum),
+        *norm[1:],
         func.max(p.ingest_run_id),
         maintain_column_froms=True,
     ).group_by(*_group(keys))

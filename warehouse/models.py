@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -486,6 +487,10 @@ class LeaderboardSums(Base):
     s_n: Mapped[int] = mapped_column(BigInteger)
     id_sum: Mapped[int] = mapped_column(BigInteger)
     max_run: Mapped[int | None] = mapped_column(BigInteger)
+    # per-atom vector-norm force errors (whole-structure rows only: not stored per element)
+    fn_abs: Mapped[float | None] = mapped_column(Float)
+    fn_sq: Mapped[float | None] = mapped_column(Float)
+    fn_n: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
 class LeaderboardExpected(Base):

@@ -1,7 +1,8 @@
 """Leaderboard sums kept at ingest (leaderboard_sums, leaderboard_expected) replace the lazily
 rebuilt leaderboard_rollup; v_leaderboard reads them, v_leaderboard_element is new.
 
-The upgrade backfills the kept rows from the catalog (``warehouse.keptsums.rebuild``); from then on
+The kept rows are backfilled from the catalog by revision 0007 (``warehouse.keptsums.rebuild``,
+which writes that revision's columns too); from then on
 every ingest adds to them in its own transaction. The downgrade restores revision 0003's empty
 rollup (its code rebuilds it on the next leaderboard) and 0002's live v_leaderboard.
 
@@ -160,11 +161,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('dataset_id', 'subset', 'tagged', 'n_elements', 'element',
                                 name=op.f('pk_leaderboard_expected')),
     )
-    # The backfill uses the application's statements (the same ones every ingest runs), so
-    # the kept rows start exactly as ingests will continue them.
-    from warehouse.keptsums import rebuild
-
-    rebuild(op.get_bind())
+    # The backfill is 0007's: it uses the application's statements (the same ones every ingest
+    # runs, so the kept rows start exactly as ingests continue them), which write 0007's
+    # columns too and so can only run once they exist.
     op.execute(_kept_view('v_leaderboard', per_element=False))
     op.execute(_kept_view('v_leaderboard_element', per_element=True))
 
