@@ -284,7 +284,7 @@ class PredictionWriter:
         self.ld._rows(m.PredictionElementError, ELEMENT_COLS, el_rows)
 
     def _lock(self, table: str, ids: NDArray[np.int64]) -> None:
-        """With deferred key checks (ingest.bulk): lock the parents of this batch's rows that
+        """With deferred key checks (ingest.writers.bulk): lock the parents of this batch's rows that
         predate the ingest ``FOR KEY SHARE`` before the rows are sent, as the foreign-key
         triggers would, so that none is deleted before it commits (as Loader._lock_parents
         does for structures)."""
