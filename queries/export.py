@@ -15,16 +15,13 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from queries.metrics import UNITS as METRIC_UNITS
+
 FORMATS = ("table", "md", "latex", "csv", "json", "html")
 
-# Units of the columns the tables carry, where a caller passes none (e.g. the demo's first table).
-# A small mapping until the metric registry (queries/metrics.py) gives name, unit and label.
-KNOWN_UNITS = {
-    **{f"energy_{s}": "meV/atom" for s in ("mae", "rmse")},
-    **{f"force_{s}": "meV/Å" for s in ("mae", "rmse")},
-    **{f"force_norm_{s}": "meV/Å" for s in ("mae", "rmse")},
-    **{f"stress_{s}": "GPa" for s in ("mae", "rmse")},
-}
+# Units of the columns the tables carry, where a caller passes none (e.g. the demo's first
+# table): every metric's, from the metric registry.
+KNOWN_UNITS = dict(METRIC_UNITS)
 # How a paper names what a table calls by identifier.
 QUANTITY_LABELS = {"energy": "Energy", "force": "Force", "force_norm": "Force (norm)",
                    "stress": "Stress"}
