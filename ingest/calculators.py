@@ -52,6 +52,9 @@ class CalculatorSpec:
     kind: str  # emt | eam | nep | umlip | module
     target: str = ""  # file, folder, file list or "module:factory"
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # where a uMLIP is loaded, for what it declares as much as for evaluating (a model loaded
+    # once, on the device it runs on): the command's --device, resolved
+    device: str = "cpu"
 
     @property
     def files(self) -> list[Path]:
@@ -120,7 +123,7 @@ class CalculatorSpec:
         if self.kind == "umlip":
             from ingest.umlip import model_attrs
 
-            attrs = model_attrs(self.umlip)
+            attrs = model_attrs(self.umlip, self.device)
             attrs["extra"] = {"calculator": self.text, **attrs["extra"]}
             return attrs
         attrs: dict[str, Any] = {
@@ -244,7 +247,7 @@ def _declare_umlip(spec: CalculatorSpec) -> Declaration:
     the provider reuses it)."""
     from ingest import umlip
 
-    return Declaration(*umlip.declared(spec.umlip))
+    return Declaration(*umlip.declared(spec.umlip, spec.device))
 
 
 DECLARERS.update(emt=_declare_emt, nep=_declare_nep, eam=_declare_eam, umlip=_declare_umlip)

@@ -554,7 +554,7 @@ def run_evaluate(
         raise IngestError("--md-steps, --warmup, --batch-size and --sizes must be positive")
     name = versioned_name(model, version)
     check_name(dataset, what="dataset")
-    device = spec.resolve_device(device)
+    spec.device = device = spec.resolve_device(device)  # what the spec declares loads there
     binding = Binding.of_files(spec.files, spec.identity)
     precheck(wh, name, binding, what="this evaluate")  # refused before any calculator runs
     n_members = _n_members(wh, dataset)

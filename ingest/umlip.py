@@ -331,15 +331,11 @@ def loaded(spec: UMLIPSpec, device: str = "cpu") -> UMLIP:
     return _LOADED[key]
 
 
-def _any_loaded(spec: UMLIPSpec) -> UMLIP:
-    """The model of ``spec`` on whichever device it was loaded, else loaded on the CPU."""
-    return next((m for (s, _), m in _LOADED.items() if s == spec), None) or loaded(spec, "cpu")
-
-
-def declared(spec: UMLIPSpec) -> tuple[frozenset[str], tuple[Path, ...]]:
+def declared(spec: UMLIPSpec, device: str = "cpu") -> tuple[frozenset[str], tuple[Path, ...]]:
     """(elements the model has parameters for, its weights files): what a species pre-flight
-    and a model's binding to its parameter files need, before any structure is evaluated."""
-    return _any_loaded(spec).elements, (spec.weights_path,)
+    and a model's binding to its parameter files need, before any structure is evaluated. The
+    model is loaded on ``device``, where the evaluation then finds it."""
+    return loaded(spec, device).elements, (spec.weights_path,)
 
 
 def _dist_version(dist: str) -> str | None:
@@ -357,14 +353,14 @@ def software(spec: UMLIPSpec) -> tuple[str, str | None]:
     return f"{dist} (torch {_dist_version('torch')})", _dist_version(dist)
 
 
-def model_attrs(spec: UMLIPSpec) -> dict[str, Any]:
+def model_attrs(spec: UMLIPSpec, device: str = "cpu") -> dict[str, Any]:
     """The ``models`` row of ``spec``: its card plus what the loaded weights say.
 
     ``level_of_theory`` is (name, attributes) of the training data's DFT setting; the caller
     turns it into a ``levels_of_theory`` row.
     """
     card = spec.card
-    model = _any_loaded(spec)
+    model = loaded(spec, device)
     return {
         "family": card.family, "version": card.version + (f" ({spec.modal})" if spec.modal else ""),
         "framework": f"torch {_dist_version('torch')}", "n_parameters": model.n_parameters,

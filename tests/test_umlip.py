@@ -213,6 +213,28 @@ def test_devices() -> None:
     assert parse_calculator_spec("emt").resolve_device("auto") == "cpu"
 
 
+def test_a_model_is_loaded_once_on_the_device_it_runs_on(monkeypatch) -> None:
+    """What a uMLIP declares (elements, weights, its model row) comes from the model loaded on
+    the command's --device, which then evaluates: not a CPU copy loaded first."""
+    from ingest import umlip
+
+    devices: list[str] = []
+
+    class Recording(umlip.UMLIP):
+        def __init__(self, spec, device: str = "cpu") -> None:
+            devices.append(device)
+            super().__init__(spec, "cpu")  # this machine's only device; the key is what counts
+
+    monkeypatch.setattr(umlip, "UMLIP", Recording)
+    monkeypatch.setattr(umlip, "_LOADED", {})
+    monkeypatch.setattr(umlip, "resolve_device", lambda requested: requested)
+    spec = parse_calculator_spec("chgnet")
+    spec.device = "cuda:1"
+    assert "Cu" in spec.elements() and spec.files and spec.model_attrs()["n_parameters"]
+    spec.provider(spec.device)
+    assert devices == ["cuda:1"]
+
+
 def test_cli_evaluate_with_batch_size(cli, tiny) -> None:
     r = cli("evaluate", "--model", "7", "--calculator", "sevennet:7net-0", "--dataset", DS,
             "--batch-size", "2", "--device", "cpu", "--md-steps", "0")
