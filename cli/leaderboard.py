@@ -30,7 +30,7 @@ def leaderboard(
     common: CommonOpt = False,
     ci: Annotated[float | None, typer.Option("--ci", help="Bootstrap confidence level in percent, e.g. 95.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
-    columns: Annotated[list[str] | None, typer.Option("--columns", help="Only these metric columns (repeatable or comma-separated): a name (force_rmse) or a quantity (energy); keys and counts stay.")] = None,
+    columns: Annotated[list[str] | None, typer.Option("--columns", help="Only these metric columns (repeatable or comma-separated): a name (force_rmse, or one outside the default table: force_norm_mae, force_norm_rmse) or a quantity (energy); keys and counts stay.")] = None,
     fmt: FormatOpt = Format.TABLE,
     out: OutOpt = None,
 ) -> None:
@@ -48,7 +48,7 @@ def leaderboard(
         report = leaderboard_report(
             wh, datasets=dataset or (), models=model or (), exclude_datasets=exclude or (),
             by=keys, pool=pool, metric=metric, energy_offset=energy_offset.value, ci=ci, seed=seed,
-            common=common)
+            common=common, extra_metrics=chosen)  # --columns may name a non-default metric
         stamp = make_stamp(wh, report.fingerprint).text()
     if fmt in (Format.JSON, Format.CSV):
         for note in report.notes:

@@ -149,8 +149,12 @@ def leaderboard_report(
     n_boot: int = 1000,
     common: bool = False,
     use_rollup: bool = True,
+    extra_metrics: Sequence[str] = (),
 ) -> LeaderboardReport:
     """The leaderboard with its notes, fitted energy offsets and row fingerprint.
+
+    Its metric columns are the default ones (:data:`METRICS`), ``extra_metrics`` (names in the
+    metric registry, e.g. ``force_norm_rmse``) and ``metric``.
 
     Ranks (``metric``) follow the comparison rule of :mod:`queries.selection`: only rows with an
     ok prediction for every structure of their group are ranked, the others are listed after
@@ -162,7 +166,8 @@ def leaderboard_report(
     metric = _check_options(by=by, metric=metric, energy_offset=energy_offset, ci=ci)
     sel = resolve_selection(wh, datasets=datasets, models=models, exclude=exclude_datasets,
                             by=by, pool=pool)
-    names = list(dict.fromkeys([*METRICS, *([metric] if metric else [])]))
+    names = list(dict.fromkeys([*METRICS, *(m for m in extra_metrics if m in metric_registry.REGISTRY),
+                                *([metric] if metric else [])]))
     sums = group_sums(wh, sel, use_rollup=use_rollup)
     keys = list(sel.by)
     table = finish_metrics(sums, keep=keys, metrics=names)

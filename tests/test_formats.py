@@ -145,6 +145,12 @@ def test_latex_columns_option(filled, cli) -> None:
     assert {k for k in json.loads(res.stdout)[0] if k.endswith(("mae", "rmse"))} == {"force_rmse"}
     res = cli("leaderboard", "-d", DATASET, "--columns", "nonsense")
     assert res.exit_code == 1 and "names no column" in res.output
+    # a metric outside the default table, named by --columns: computed for it
+    res = cli("leaderboard", "-d", DATASET, "-f", "json", "--columns", "force_rmse,force_norm_rmse")
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.stdout)[0]
+    assert row["force_rmse"] > 0  # the norm RMSE is exactly sqrt(3) x the component RMSE
+    assert row["force_norm_rmse"] == pytest.approx(3 ** 0.5 * row["force_rmse"], rel=1e-6)
 
 
 def test_out_into_a_new_folder(filled, cli, tmp_path: Path) -> None:
