@@ -5,7 +5,7 @@ Same process, same calculator object, same structures, interleaved repetitions:
 
 * **bare**: ``calc.get_potential_energy/get_forces/get_stress(atoms)`` on prepared ASE
   ``Atoms`` (what a user would write by hand);
-* **harness**: ``ingest.evaluate.evaluate_frames`` on the stored frame (builds the Atoms, picks
+* **harness**: ``ingest.inference.evaluate_frames`` on the stored frame (builds the Atoms, picks
   the calculator, times each call, checks finiteness, converts stress, builds the record);
   the two arms run back to back per structure, in alternating order, so that the shared
   machine's load changes hit both; the ratio of the sums is the overhead;
@@ -40,9 +40,9 @@ from ase.md.verlet import VelocityVerlet  # noqa: E402
 from ingest.api import ingest_structures  # noqa: E402
 from ingest.calculators import parse_calculator_spec  # noqa: E402
 from ingest.demo import demo_files  # noqa: E402
-from ingest.evaluate import (  # noqa: E402
-    EvalClock, _thermalise, evaluate_frames, frame_to_atoms, run_evaluate, supercell_repeats, time_md,
-)
+from ingest.evaluate import run_evaluate  # noqa: E402
+from ingest.inference import EvalClock, evaluate_frames, frame_to_atoms  # noqa: E402
+from ingest.mdtiming import _thermalise, supercell_repeats, time_md  # noqa: E402
 from warehouse import open_warehouse  # noqa: E402
 from warehouse.structures import iter_dataset_frames  # noqa: E402
 

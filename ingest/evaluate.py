@@ -1,43 +1,38 @@
-"""Run an ASE calculator over stored structures: predictions and timings in one provenance run.
+"""``warehouse evaluate``: run an ASE calculator over a stored dataset, and store its
+predictions and timings in one provenance run.
 
 A calculator that raises on one structure records that structure as failed, with the message,
-and goes on: failures are data, never dropped.
+and goes on: failures are data, never dropped (the loop is :mod:`ingest.inference`).
 
 Timing protocol (docs/COST.md): single-point inference over the dataset is timed inside the
-loop (calculator calls only); MD cost is timed on a given cell, by default a supercell of the
-dataset's first structure, as ``warmup`` NVE velocity-Verlet steps (not timed: model set-up,
-neighbour lists, JIT, caches) followed by ``steps`` timed steps; on a CUDA device the clock is
-read only after synchronising it, and torch's peak device memory is recorded. Each size in
-``sizes`` gives one record of a scaling series.
+loop (calculator calls only); MD cost (:mod:`ingest.mdtiming`) is timed on a given cell, by
+default a supercell of the dataset's first structure, as ``warmup`` NVE velocity-Verlet steps
+(not timed) followed by ``steps`` timed steps. Each size in ``sizes`` gives one record of a
+scaling series.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
 import pickle
 import tempfile
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from ase import Atoms, units
-from ase.calculators.calculator import PropertyNotImplementedError
+from ase import Atoms
 from ase.data import chemical_symbols
-from ase.formula import Formula
-from ase.md import velocitydistribution as _vd
-from ase.md.verlet import VelocityVerlet
 from sqlalchemy import func, select
 
 from ingest.binding import Binding, bound_model, precheck, versioned_name
 from ingest.calculators import CalculatorSpec, parse_calculator_spec
-from ingest.hardware import (
-    Hardware, detect_hardware, max_rss_mb, peak_memory_mb, reset_peak_memory, synchroniser,
-)
+from ingest.hardware import Hardware, detect_hardware, max_rss_mb, peak_memory_mb, reset_peak_memory
+from ingest.inference import Calculators, EvalClock, evaluate_frames, frame_to_atoms
 from ingest.loader import IngestSummary, ingest_run
+from ingest.mdtiming import (
+    DEFAULT_MD_ATOMS, DEFAULT_MD_STEPS, DEFAULT_WARMUP_STEPS, MD_SEED, TEMPERATURE_K, TIMESTEP_FS,
+    MDTiming, supercell_repeats, time_md,
+)
 from ingest.timings import TimingRecord, add_timings
 from warehouse import models as m
 from warehouse.core import Warehouse
@@ -45,266 +40,6 @@ from warehouse.errors import IngestError, NotFound
 from warehouse.names import check_name
 from warehouse.records import Frame, Labels, PredictionFrame
 from warehouse.structures import iter_dataset_frames
-from warehouse.units import ase_stress_to_gpa
-
-DEFAULT_MD_ATOMS = 256
-DEFAULT_MD_STEPS = 20
-DEFAULT_WARMUP_STEPS = 5
-TIMESTEP_FS = 1.0
-TEMPERATURE_K = 300.0
-MD_SEED = 0
-
-
-@dataclass
-class EvalClock:
-    """Wall time spent inside the calculator, and the atoms it saw."""
-
-    seconds: float = 0.0
-    n_atoms: int = 0
-    n_structures: int = 0
-    per_structure: list[float] = field(default_factory=list)
-
-
-def frame_to_atoms(frame: Frame) -> Atoms:
-    return Atoms(numbers=frame.numbers, positions=frame.positions, cell=frame.cell, pbc=frame.pbc)
-
-
-def _as_provider(calc: Any) -> Callable[[Atoms], Any]:
-    if hasattr(calc, "get_potential_energy"):
-        return lambda atoms: calc
-    if callable(calc):
-        return calc
-    raise TypeError(f"{calc!r} is neither an ASE calculator nor a function giving one")
-
-
-class Calculators:
-    """Hands out the calculator for each structure, and a new one after any exception.
-
-    A calculator that raised may be left half-updated: ASE's EMT, refused a species, keeps the
-    structure but not its neighbour list, and then fails every later structure with
-    ``AttributeError: 'EMT' object has no attribute 'nl'``, hiding the real reason. ``build``
-    makes an ASE calculator (e.g. ``EMT``) or a provider ``atoms -> calculator`` (e.g.
-    ``CalculatorSpec.provider``).
-
-    What a provider offers beside the call (:data:`PASSED_THROUGH`: a uMLIP's batched path and
-    its species check) is offered here too, always on the current provider, so wrapping one
-    does not turn batching off.
-    """
-
-    PASSED_THROUGH = ("predict_batch", "check_species")
-
-    def __init__(self, build: Callable[[], Callable[[Atoms], Any]], *, first: bool = True) -> None:
-        self._build = build
-        # built now by default: a spec that cannot build a calculator fails the command, not
-        # every structure
-        self._provider: Callable[[Atoms], Any] | None = self._new() if first else None
-
-    def _new(self) -> Callable[[Atoms], Any]:
-        return _as_provider(self._build())  # build may give a calculator or a provider
-
-    def _current(self) -> Callable[[Atoms], Any]:
-        if self._provider is None:
-            self._provider = self._new()
-        return self._provider
-
-    def __call__(self, atoms: Atoms) -> Any:
-        return self._current()(atoms)
-
-    def __getattr__(self, name: str) -> Any:
-        # only for names not found the ordinary way; getattr(calcs, name, None) is None when
-        # the provider has no such method
-        if name not in Calculators.PASSED_THROUGH or getattr(self._current(), name, None) is None:
-            raise AttributeError(name)
-        return lambda *args, **kwargs: getattr(self._current(), name)(*args, **kwargs)
-
-    def discard(self) -> None:
-        """Forget the current calculator: the next structure gets a new one."""
-        self._provider = None
-
-
-def _after_exception(pick: Callable[[Atoms], Any], calc: Any) -> None:
-    if isinstance(pick, Calculators):
-        pick.discard()
-    elif hasattr(calc, "reset"):  # a bare ASE calculator: forget its state (EMT's, above)
-        calc.reset()
-
-
-def evaluate_frames(
-    calc: Any, frames: Iterable[Frame], *, clock: EvalClock | None = None, stress: bool = True,
-    batch_size: int = 1,
-) -> Iterator[PredictionFrame]:
-    """Yield one prediction per frame: energy, forces, and stress where the system is periodic.
-
-    ``calc`` is an ASE calculator, a function ``atoms -> calculator`` or :class:`Calculators`
-    (which gives a new calculator after an exception; a bare ASE calculator is ``reset()``
-    instead). The calculator is called with the structure (``calc.get_forces(atoms)``) rather than attached to it: attaching
-    (``atoms.calc = calc``) resets some calculators' state per structure (calorine's CPUNEP
-    re-reads its model file, 50-100x the cost of evaluating a small cell).
-
-    With ``batch_size`` > 1 and a provider that has ``predict_batch`` (the uMLIPs of
-    :mod:`ingest.umlip`), frames go to the model ``batch_size`` at a time; a batch that raises
-    is evaluated again one structure at a time, so each failure carries its own reason.
-    """
-    clock = clock if clock is not None else EvalClock()
-    pick = calc if isinstance(calc, Calculators) else _as_provider(calc)
-    frames = iter(frames)
-    if (head := next(frames, None)) is None:
-        return  # nothing to evaluate: a lazy Calculators is not built just to ask about batches
-    frames = itertools.chain([head], frames)
-    batched = getattr(pick, "predict_batch", None) if batch_size > 1 else None
-    if batched is None:
-        for frame in frames:
-            yield _evaluate_one(pick, frame, clock, stress)
-        return
-    for chunk in _chunks(frames, batch_size):
-        yield from _evaluate_batch(batched, pick, chunk, clock, stress)
-
-
-def _chunks(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
-    it = iter(frames)
-    while chunk := list(itertools.islice(it, size)):
-        yield chunk
-
-
-def _labels_or_failure(energy: float, forces: np.ndarray, s: np.ndarray | None) -> tuple[Labels, str, str | None]:
-    if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
-        return Labels(), "failed", "calculator returned NaN or inf"
-    return Labels(energy=energy, forces=forces, stress=s), "ok", None
-
-
-def _prediction(frame: Frame, labels: Labels, status: str, message: str | None) -> PredictionFrame:
-    return PredictionFrame(
-        frame=Frame(frame.numbers, frame.positions, frame.cell, frame.pbc, frame.index, labels),
-        status=status, message=message,
-    )
-
-
-def _evaluate_batch(batched: Callable[[list[Atoms]], list[Any]], pick: Callable[[Atoms], Any],
-                    chunk: list[Frame], clock: EvalClock, stress: bool) -> Iterator[PredictionFrame]:
-    atoms = [frame_to_atoms(f) for f in chunk]
-    t0 = time.perf_counter()
-    try:
-        # results come back as numpy arrays, copied off the device: the clock is read after
-        # the device finished (a CUDA copy to the host synchronises)
-        results = batched(atoms)
-    except Exception:  # retried one at a time below: each structure gets its own reason
-        results = None
-    dt = time.perf_counter() - t0
-    if results is None:
-        clock.seconds += dt  # the failed attempt was spent too
-        for frame in chunk:
-            yield _evaluate_one(pick, frame, clock, stress)
-        return
-    n_atoms = sum(f.n_atoms for f in chunk)
-    clock.seconds += dt
-    clock.n_atoms += n_atoms
-    clock.n_structures += len(chunk)
-    for frame, r in zip(chunk, results, strict=True):
-        clock.per_structure.append(dt * frame.n_atoms / max(n_atoms, 1))  # a batch's share
-        s = r.stress_gpa if stress and frame.pbc.all() else None
-        yield _prediction(frame, *_labels_or_failure(r.energy, r.forces, s))
-
-
-def _evaluate_one(pick: Callable[[Atoms], Any], frame: Frame, clock: EvalClock,
-                  stress: bool) -> PredictionFrame:
-    atoms = frame_to_atoms(frame)
-    c = None
-    t0 = time.perf_counter()
-    try:
-        c = pick(atoms)
-        check = getattr(pick, "check_species", None)
-        if check is not None:  # a uMLIP names the element it lacks (the model may not)
-            check(atoms)
-        energy = float(c.get_potential_energy(atoms))
-        forces = np.array(c.get_forces(atoms), dtype=np.float64)
-        s = None
-        if stress and atoms.pbc.all():
-            try:
-                s = ase_stress_to_gpa(c.get_stress(atoms))
-            except PropertyNotImplementedError:
-                s = None
-        labels, status, message = _labels_or_failure(energy, forces, s)
-    except Exception as exc:  # any calculator error is recorded against this structure
-        labels, status = Labels(), "failed"
-        message = f"{type(exc).__name__}: {exc}"[:2000]
-        _after_exception(pick, c)
-    dt = time.perf_counter() - t0
-    clock.seconds += dt
-    clock.n_atoms += frame.n_atoms
-    clock.n_structures += 1
-    clock.per_structure.append(dt)
-    return _prediction(frame, labels, status, message)
-
-
-# -- MD timing -------------------------------------------------------------------------------
-
-@dataclass(slots=True)
-class MDTiming:
-    n_atoms: int
-    n_steps: int
-    warmup_steps: int
-    repeat: tuple[int, int, int]
-    composition: str
-    wall_s: float | None = None
-    peak_memory_mb: float | None = None
-    message: str | None = None  # why it failed, when it did
-
-    @property
-    def atom_steps_per_s(self) -> float | None:
-        return self.n_atoms * self.n_steps / self.wall_s if self.wall_s else None
-
-
-def supercell_repeats(n_cell: int, target: int, lengths: Sequence[float] = (1.0, 1.0, 1.0)) -> tuple[int, int, int]:
-    """The repeat (a, b, c) with the fewest cells giving >= ``target`` atoms, most cube-like."""
-    need = max(1, math.ceil(target / n_cell))
-    best: tuple[float, tuple[int, int, int]] | None = None
-    limit = max(2, math.ceil(need ** (1 / 3)) * 4)
-    for rep in itertools.product(range(1, min(need, limit) + 1), repeat=3):
-        count = rep[0] * rep[1] * rep[2]
-        if count < need:
-            continue
-        sides = [r * length for r, length in zip(rep, lengths, strict=True)]
-        key = (count, max(sides) / min(sides))
-        if best is None or key < best[0]:
-            best = (key, rep)
-    assert best is not None  # (limit, limit, limit) always qualifies
-    return best[1]
-
-
-def _thermalise(atoms: Atoms) -> None:
-    rng = np.random.default_rng(MD_SEED)
-    if hasattr(_vd, "thermalize_momenta"):  # ASE >= 3.29
-        _vd.thermalize_momenta(atoms, TEMPERATURE_K, rng=rng)
-    else:
-        _vd.MaxwellBoltzmannDistribution(atoms, temperature_K=TEMPERATURE_K, rng=rng)
-    _vd.Stationary(atoms)
-
-
-def time_md(
-    calc: Any, cell: Atoms, *, n_atoms: int, steps: int = DEFAULT_MD_STEPS,
-    warmup: int = DEFAULT_WARMUP_STEPS, device: str = "cpu",
-) -> MDTiming:
-    """Time ``steps`` NVE velocity-Verlet steps of a supercell of ``cell`` with >= n_atoms atoms."""
-    rep = supercell_repeats(len(cell), n_atoms, cell.cell.lengths() if cell.cell.rank == 3 else (1, 1, 1))
-    atoms = cell.repeat(rep)
-    formula = Formula.from_list(atoms.get_chemical_symbols()).format("metal")
-    out = MDTiming(len(atoms), steps, warmup, rep, formula)
-    sync = synchroniser(device)
-    try:
-        atoms.calc = _as_provider(calc)(atoms)
-        _thermalise(atoms)
-        dyn = VelocityVerlet(atoms, timestep=TIMESTEP_FS * units.fs)
-        dyn.run(warmup)
-        sync()
-        reset_peak_memory(device)
-        t0 = time.perf_counter()
-        dyn.run(steps)
-        sync()
-        out.wall_s = time.perf_counter() - t0
-        out.peak_memory_mb = peak_memory_mb(device)
-    except Exception as exc:  # a calculator that cannot run MD is a result, not a crash
-        out.message = f"{type(exc).__name__}: {exc}"[:2000]
-    return out
 
 
 # -- the command -----------------------------------------------------------------------------

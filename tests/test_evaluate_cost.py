@@ -14,7 +14,8 @@ from sqlalchemy import select
 from ingest.api import ingest_structures
 from ingest.calculators import CalculatorError, parse_calculator_spec
 from ingest.demo import demo_files
-from ingest.evaluate import run_evaluate, supercell_repeats
+from ingest.evaluate import run_evaluate
+from ingest.mdtiming import supercell_repeats
 from warehouse import models as m
 from warehouse import open_warehouse
 
@@ -306,7 +307,7 @@ def test_cuda_protocol_synchronises_and_records_peak_memory(monkeypatch) -> None
     """Without a GPU: a stand-in torch shows the clock is read after synchronising."""
     from ase.build import bulk
 
-    from ingest.evaluate import time_md
+    from ingest.mdtiming import time_md
     from ingest.hardware import detect_hardware
 
     fake = _FakeTorch()

@@ -12,7 +12,7 @@ import pytest
 from ase.calculators.emt import EMT
 from sqlalchemy import func, select
 
-from ingest.evaluate import evaluate_frames
+from ingest.inference import evaluate_frames
 from warehouse import models as m
 from warehouse.structures import iter_dataset_frames
 
@@ -106,7 +106,7 @@ def test_a_fresh_calculator_after_an_exception_keeps_the_real_reason(wh, cli, sh
     frames = [f for _, f in iter_dataset_frames(wh, "mo")]
     messages = {p.message for p in evaluate_frames(EMT(), frames)}  # a bare calculator: reset()
     assert messages == {"NotImplementedError: No EMT-potential for Mo"}
-    from ingest.evaluate import Calculators
+    from ingest.inference import Calculators
 
     for calc in (Calculators(EMT), Calculators(lambda: (lambda atoms, c=EMT(): c))):
         messages = {p.message for p in evaluate_frames(calc, frames)}

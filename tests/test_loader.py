@@ -12,7 +12,7 @@ from ase.io import write
 
 import ingest.loader as loader_mod
 from ingest.api import ingest_structures
-from ingest.evaluate import evaluate_frames
+from ingest.inference import evaluate_frames
 from ingest.loader import ingest_run
 from queries.leaderboard import leaderboard
 from warehouse.errors import IngestError

@@ -256,7 +256,7 @@ def test_binding_identity_is_canonical() -> None:
 
 def test_wrapped_provider_keeps_its_batched_path(wh, tiny) -> None:
     """Calculators (a new calculator after an exception) passes predict_batch through."""
-    from ingest.evaluate import Calculators, EvalClock, evaluate_frames
+    from ingest.inference import Calculators, EvalClock, evaluate_frames
     from warehouse.structures import iter_dataset_frames
 
     model = loaded(parse_calculator_spec("chgnet").umlip, "cpu")
