@@ -131,7 +131,7 @@ def start_reader(path: Path, fmt: str | None, command: str = "structures"):
             return None
     except IngestError:
         return None  # the command gives the error
-    from ingest.atoms import DEFAULT_KEYS, PREDICTION_KEYS
+    from ingest.labels import DEFAULT_KEYS, PREDICTION_KEYS
     from ingest.extxyz import ExtxyzReader
 
     return ExtxyzReader(path, keys=PREDICTION_KEYS if command == "predictions" else DEFAULT_KEYS)

@@ -51,7 +51,7 @@ VoigtOpt = Annotated[str | None, typer.Option(
 
 
 def _voigt(text: str | None) -> tuple[str, ...] | None:
-    from ingest.atoms import parse_voigt_order
+    from ingest.labels import parse_voigt_order
     from warehouse.errors import IngestError
 
     if text is None:
@@ -138,7 +138,7 @@ def predictions(
     Example: warehouse ingest predictions mace_on_test.xyz --model mace-mp-0 --forces-key forces_pred
     """
     from cli import early
-    from ingest.atoms import PREDICTION_KEYS, prediction_keys
+    from ingest.labels import PREDICTION_KEYS, prediction_keys
 
     keys = prediction_keys(energy=energy_key, forces=forces_key, stress=stress_key, virial=virial_key,
                            voigt_order=_voigt(voigt_order))

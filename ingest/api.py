@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ingest import gpumd
 from ingest.asedb import parse_ase_db
-from ingest.atoms import DEFAULT_KEYS, PREDICTION_KEYS, LabelKeys
+from ingest.labels import DEFAULT_KEYS, PREDICTION_KEYS, LabelKeys
 from ingest.binding import Binding, bound_model, precheck, versioned_name
 from ingest.extxyz import ExtxyzReader, parse_extxyz
 from ingest.formats import detect_format

@@ -25,15 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest import xyzheader
-from ingest.atoms import (
-    DEFAULT_KEYS,
-    STRESS_KEYS,
-    VIRIAL_KEYS,
-    LabelKeys,
-    batch_from_dicts,
-    frame_from_atoms,
-    validate_frame,
-)
+from ingest.atoms import batch_from_dicts, frame_from_atoms, validate_frame
+from ingest.labels import DEFAULT_KEYS, STRESS_KEYS, VIRIAL_KEYS, LabelKeys
 from ingest.xyzheader import (
     HeaderError,
     atom_count,
@@ -425,8 +418,8 @@ def _voigt_comment(header, comment: str, keys: LabelKeys) -> str:
     """The comment line with six-component stress or virial values (in the order
     ``keys.voigt_order`` gives; refused without one) and two-dimensional ``[[...]]`` ones written
     out as 9 numbers, the one form ASE reads; a 3x3 must be symmetric
-    (:func:`ingest.atoms.tensor_to_voigt`)."""
-    from ingest.atoms import tensor_to_voigt, voigt_to_full
+    (:func:`ingest.labels.tensor_to_voigt`)."""
+    from ingest.labels import tensor_to_voigt, voigt_to_full
 
     for key, raw in header.pairs.items():
         if key.lower() not in _TENSOR_KEYS or raw is None:

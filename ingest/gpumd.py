@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ingest.atoms import DEFAULT_KEYS, LabelKeys, validate_labels
+from ingest.atoms import validate_labels
+from ingest.labels import DEFAULT_KEYS, LabelKeys
 from ingest.extxyz import parse_extxyz
 from ingest.textio import reader_guard
 from warehouse.records import Frame, Labels, PredictionFrame

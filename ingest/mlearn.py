@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 from ase.data import atomic_numbers
 
-from ingest.atoms import label_number, validate_frame
+from ingest.atoms import validate_frame
+from ingest.labels import label_number
 from ingest.textio import DuplicateKey, no_duplicate_keys, reader_guard
 from warehouse.records import Frame, Labels
 from warehouse.errors import IngestError, missing_file

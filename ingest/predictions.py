@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from ingest.atoms import PREDICTION_KEYS, LabelKeys
+from ingest.labels import PREDICTION_KEYS, LabelKeys
 from ingest.extxyz import parse_extxyz
 from warehouse.errors import IngestError
 from warehouse.records import FrameBatch, PredictionFrame

@@ -115,7 +115,7 @@ def test_six_numbers_read_in_the_order_given(tmp_path) -> None:
     """--voigt-order: GPUMD's order xx yy zz xy yz zx gives the same stress as the 3x3."""
     from dataclasses import replace
 
-    from ingest.atoms import DEFAULT_KEYS, parse_voigt_order
+    from ingest.labels import DEFAULT_KEYS, parse_voigt_order
 
     xx, yy, zz, yz, xz, xy = 1.0, 2.0, 3.0, 0.4, 0.5, 0.6
     nine = _write(tmp_path, _frame(f'{LATTICE} {PROPS} energy=-1 virial="{xx} {xy} {xz} {xy} {yy}'

@@ -446,7 +446,7 @@ _HEADERS = {
 def test_batches_read_by_plan_equal_the_frame_by_frame_build(variant, tmp_path, monkeypatch) -> None:
     """A batch whose frames read the same way is built for all frames at once: the same
     arrays, bit for bit, as the frame-by-frame build (which stays for everything else)."""
-    from ingest import atoms
+    from ingest import atoms, labels
     from ingest.extxyz import _iter_c
 
     header, arrays = _HEADERS[variant]
@@ -456,9 +456,9 @@ def test_batches_read_by_plan_equal_the_frame_by_frame_build(variant, tmp_path, 
     path = tmp_path / "f.xyz"
     path.write_text(text)
     raw = [(i, *frame) for i, frame in enumerate(_iter_c(str(path), {"complete": True}))]
-    keys = atoms.PREDICTION_KEYS if variant == "predictions" else atoms.DEFAULT_KEYS
+    keys = labels.PREDICTION_KEYS if variant == "predictions" else labels.DEFAULT_KEYS
     if variant in ("virial-6", "stress-voigt"):  # six numbers are read in a stated order only
-        keys = replace(keys, voigt_order=atoms.VOIGT_NAMES)
+        keys = replace(keys, voigt_order=labels.VOIGT_NAMES)
     planned = atoms._batch_by_plan(raw, str(path), keys)
     assert planned is not None, "the plan should read this batch"
     monkeypatch.setattr(atoms, "_batch_by_plan", lambda *a: None)
@@ -476,7 +476,7 @@ def test_batches_read_by_plan_equal_the_frame_by_frame_build(variant, tmp_path, 
 def test_a_batch_the_plan_cannot_read_gets_the_frame_by_frame_error(case, tmp_path) -> None:
     """Where a value does not convert (or a label cannot be computed), the frame-by-frame
     build explains it: the same error, naming the same frame."""
-    from ingest import atoms
+    from ingest import atoms, labels
     from ingest.extxyz import _iter_c
     from warehouse.errors import IngestError
 
@@ -489,7 +489,7 @@ def test_a_batch_the_plan_cannot_read_gets_the_frame_by_frame_error(case, tmp_pa
     path = tmp_path / "f.xyz"
     path.write_text(text)
     raw = [(i, *frame) for i, frame in enumerate(_iter_c(str(path), {"complete": True}))]
-    keys = atoms.prediction_keys(forces="forces_pred") if case == "missing-required" else atoms.DEFAULT_KEYS
+    keys = labels.prediction_keys(forces="forces_pred") if case == "missing-required" else labels.DEFAULT_KEYS
     assert atoms._batch_by_plan(raw, str(path), keys) is None
     with pytest.raises(IngestError) as err:
         atoms.batch_from_dicts(raw, str(path), keys)
