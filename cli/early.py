@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 INTERRUPTED = "Interrupted: nothing from this command was kept."
 
@@ -25,8 +26,6 @@ def _before_install(signum: int, _frame: object) -> None:
     os.write(2, f"{INTERRUPTED}\n".encode())
     os._exit(130 if signum == signal.SIGINT else 143)
 
-
-import sys  # noqa: E402  (built in: no import time)
 
 # First, before any other import, when the `warehouse` console script (whose first step is to
 # import this module) runs; not in a process that imports it as a library (a test runner). What
