@@ -130,6 +130,9 @@ REAL: list[tuple[str, str, int | None]] = [
     ("lammps-log", "lammps/meam_spline_TiO2_multirun/log.17Dec2022.meam-spline.TiO2.g++.4", None),
     ("thermo", "gpumd_tutorials/PdCuNiP_melting/Cu/thermo.out", 60),
     ("gpumd-loss", "gpumd/nep_train_PbTe/loss.out", 40),
+    # VASP through ASE (a gzip-compressed original is decompressed first; its name says the format)
+    ("vasp", "vasp/pymatgen/vasprun.etest4.xml.gz", None),
+    ("vasp", "vasp/pymatgen/OUTCAR_vasp_6.3.gz", 1500),
 ]
 
 
@@ -140,15 +143,48 @@ class Seed:
     data: bytes
 
 
+def _ase_db() -> bytes:
+    """A small ase.db file (three Cu cells with energy, forces, stress), the same bytes each time."""
+    import sqlite3
+    import tempfile
+
+    import ase.db
+    from ase.build import bulk
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    rng = random.Random(9)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cells.db"
+        with ase.db.connect(str(path)) as db:
+            for k in range(3):
+                a = bulk("Cu", "fcc", 3.6 + 0.01 * k, cubic=True)
+                a.calc = SinglePointCalculator(
+                    a, energy=-14.0 + 0.1 * k, forces=[[rng.uniform(-0.1, 0.1) for _ in range(3)]
+                                                        for _ in range(len(a))],
+                    stress=[rng.uniform(-0.01, 0.01) for _ in range(6)])
+                db.write(a, config_type="fz")
+        with sqlite3.connect(path) as conn:  # no clock, user name or random id in the bytes
+            conn.execute("UPDATE systems SET ctime = 0, mtime = 0, username = 'fuzz',"
+                         " unique_id = printf('%032d', id)")
+        conn.close()
+        with sqlite3.connect(path) as conn:
+            conn.execute("VACUUM")
+        conn.close()
+        return path.read_bytes()
+
+
 def seeds(shared: Path | None) -> list[Seed]:
     out = [Seed(kind, name, text.encode()) for name, (kind, text) in SMALL.items()]
     out += [Seed("gpumd-out", name, text.encode()) for name, text in _gpumd_outs().items()]
+    out.append(Seed("asedb", "cells.db", _ase_db()))
     if shared is not None and shared.is_dir():
         for kind, rel, keep in REAL:
             p = shared / rel
             if not p.is_file():
                 continue
-            data = p.read_bytes()
+            data = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
+            if p.suffix == ".gz":
+                rel = rel[:-3]
             if keep is not None:
                 data = b"".join(data.splitlines(keepends=True)[:keep])
             if kind == "mlearn":
@@ -287,9 +323,11 @@ _REAL_RUN_IN = ""
 
 def consumers() -> dict[str, Callable[[Path], object]]:
     from ingest import gpumd, grades, md, md_lammps, properties, timings
+    from ingest.asedb import parse_ase_db
     from ingest.extxyz import parse_extxyz_batches
     from ingest.mlearn import parse_mlearn_json
     from ingest.predictions import parse_predictions
+    from ingest.vasp import parse_vasp, read_vasp_settings
 
     return {
         "extxyz": lambda p: (list(parse_extxyz_batches(p)), list(parse_extxyz_batches(p, reader="ase"))),
@@ -306,6 +344,8 @@ def consumers() -> dict[str, Callable[[Path], object]]:
         "properties": lambda p: _properties(properties, p),
         "observables": lambda p: md.parse_observables_csv(p),
         "md-table": lambda p: md.parse_table(p),
+        "vasp": lambda p: (read_vasp_settings(p), list(parse_vasp(p))),
+        "asedb": lambda p: list(parse_ase_db(p)),
     }
 
 
