@@ -37,8 +37,10 @@ from warehouse import models as m
 from warehouse.core import Warehouse
 from warehouse.errors import IngestError, missing_file
 from warehouse.hashing import sha256_bytes, sha256_file
+from warehouse.names import BadName, check_name
 
 SOURCE_TYPES = ("model", "level_of_theory")
+PROPERTY_NAME_LENGTH = 128  # properties.property is VARCHAR(128)
 UNEP_LEVEL = "VASP-PBE (UNEP-v1 reference)"
 UNEP_MODEL = "unep-v1"
 
@@ -68,10 +70,15 @@ def _record(row: dict[str, Any], path: str, where: str) -> PropertyRecord:
         raise IngestError(f"source_type {st!r}: use model or level_of_theory", path=path, where=where)
     known = {"material", "property", "key", "value", "unit", "source", "source_type", "structure"}
     extra = {k: v for k, v in row.items() if k not in known and v not in (None, "")}
-    return PropertyRecord(str(row["material"]), str(row["property"]),
-                          (str(row["key"]) if row.get("key") not in (None, "") else None), value,
-                          row.get("unit") or None, str(row["source"]), st,
-                          row.get("structure") or None, extra)
+    key = str(row["key"]) if row.get("key") not in (None, "") else None
+    try:  # names as every other name is checked (warehouse.names), to their columns' widths
+        material = check_name(str(row["material"]), what="material")
+        prop = check_name(str(row["property"]), what="property", max_length=PROPERTY_NAME_LENGTH)
+        key = None if key is None else check_name(key, what="key")
+    except BadName as exc:
+        raise IngestError(str(exc), path=path, where=where) from None
+    return PropertyRecord(material, prop, key, value, row.get("unit") or None, str(row["source"]),
+                          st, row.get("structure") or None, extra)
 
 
 @reader_guard

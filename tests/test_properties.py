@@ -118,6 +118,23 @@ def test_bad_property_rows_store_nothing(wh, tmp_path: Path) -> None:
     assert _n_properties(wh) == 0
 
 
+@pytest.mark.parametrize(("row", "message"), [
+    (" Cu,C11", "material name ' Cu' starts or ends with blanks"),
+    ("Cu,C11 ", "property name 'C11 ' starts or ends with blanks"),
+    ("Cu," + "p" * 129, "has 129 characters; at most 128"),  # the column is VARCHAR(128)
+    ("M" * 256 + ",C11", "has 256 characters; at most 255"),
+], ids=["blank-material", "blank-property", "long-property", "long-material"])
+def test_property_names_are_checked_like_every_name(wh, tmp_path: Path, row: str, message: str) -> None:
+    """A material ' Cu' beside 'Cu' would be two materials; a name longer than its column failed
+    inside PostgreSQL. Refused with the file and the line, nothing stored."""
+    path = tmp_path / "names.csv"
+    path.write_text("material,property,value,unit,source,source_type\n"
+                    f"Cu,C12,120,GPa,PBE,level_of_theory\n{row},176,GPa,PBE,level_of_theory\n")
+    with pytest.raises(IngestError, match=rf"names\.csv, line 3: .*{message}"):
+        ingest_properties(wh, path)
+    assert _n_properties(wh) == 0
+
+
 FIXTURES = Path(__file__).parent / "fixtures" / "unep_v1"
 
 

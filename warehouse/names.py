@@ -20,20 +20,21 @@ class BadName(WarehouseError):
     """A name that cannot be stored: empty, too long, blanks at its ends, control characters."""
 
 
-def check_name(name: object, *, what: str = "name") -> str:
+def check_name(name: object, *, what: str = "name", max_length: int = MAX_NAME_LENGTH) -> str:
     """``name`` if it is usable as the name of a ``what`` (e.g. "dataset"); else :class:`BadName`.
 
-    Usable: a string, not empty or blank, at most 255 characters, without leading or trailing
-    whitespace and without control characters (newlines, tabs, escapes break every table).
+    Usable: a string, not empty or blank, at most ``max_length`` characters (its column's
+    width), without leading or trailing whitespace and without control characters (newlines,
+    tabs, escapes break every table).
     """
     if not isinstance(name, str):
         raise BadName(f"{what} name must be text, not {type(name).__name__}")
     shown = repr(name) if len(name) <= 40 else repr(name[:40]) + "..."
     if not name.strip():
         raise BadName(f"{what} name {shown} is empty; give a name with letters or digits")
-    if len(name) > MAX_NAME_LENGTH:
+    if len(name) > max_length:
         raise BadName(f"{what} name {shown} has {len(name)} characters; at most"
-                      f" {MAX_NAME_LENGTH} are allowed")
+                      f" {max_length} are allowed")
     if name != name.strip():
         raise BadName(f"{what} name {shown} starts or ends with blanks; remove them")
     for i, ch in enumerate(name):
