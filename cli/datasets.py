@@ -7,11 +7,10 @@ from typing import Annotated
 import typer
 
 from cli.context import WarehouseGroup, open_from
-from cli.output import Format, FormatOpt, OutOpt, emit, render
+from cli.output import Format, FormatOpt, OutOpt, YesOpt, emit, render
 
 app = typer.Typer(cls=WarehouseGroup, help="List, rename and remove datasets.", no_args_is_help=True)
 
-YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
 @app.command("list")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.context import WarehouseGroup, argv, open_from
-from cli.output import Format, FormatOpt, OutOpt, emit, render
+from cli.output import Format, FormatOpt, OutOpt, YesOpt, emit, render
 
 app = typer.Typer(cls=WarehouseGroup, help="Register, show, list, rename and remove interatomic potentials.",
                   no_args_is_help=True)
@@ -111,7 +111,7 @@ def rename(
 def remove(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Model to remove.")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOpt = False,
 ) -> None:
     """Remove a model with its predictions, timings, MD runs, grades, training records,
     ensemble memberships and lake files, in one transaction.

@@ -17,7 +17,7 @@ import typer
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Format", "FormatOpt", "OutOpt", "emit", "render", "to_json", "to_markdown",
+__all__ = ["Format", "FormatOpt", "OutOpt", "YesOpt", "emit", "render", "to_json", "to_markdown",
            "to_text_table"]
 
 
@@ -43,6 +43,7 @@ class Format(StrEnum):
 # Format.TABLE, out: OutOpt = None`).
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
 def render(
