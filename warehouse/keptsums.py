@@ -13,6 +13,8 @@ How they are kept:
   ingest created (one of their rows has its ``ingest_run_id``), with additive upserts
   (``INSERT ... ON CONFLICT DO UPDATE SET x = x + excluded.x``). ``ingest.loader.ingest_run`` calls
   it; anything that writes members, references or predictions outside ``ingest_run`` must too.
+  The loader says whether the run touched structures stored before it: when it did not (an
+  ingest of new structures), the parts that need older rows are skipped.
 * Removing a model or a dataset removes its rows by ``ON DELETE CASCADE``: nothing to call.
   Removing anything else that they count (a member, a reference, a prediction, a structure)
   must call :func:`rebuild` in the same transaction.
