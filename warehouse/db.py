@@ -86,13 +86,20 @@ def insert_if_absent(conn: Connection | Session, table: Table) -> Any:
     (committed, or committed while this statement waited for its lock) is left as it is and
     the caller reads it back: "already present", never an error."""
     name = conn.get_bind().dialect.name if isinstance(conn, Session) else conn.dialect.name
+    return dialect_insert(name)(table).on_conflict_do_nothing()
+
+
+def dialect_insert(name: str) -> Any:
+    """The ``insert`` of dialect ``name``, the one with ``on_conflict_do_*`` (both engines have
+    the clause; SQLAlchemy has it in each dialect's own ``insert``). Imported on first use: the
+    other engine's dialect is not imported at all (PostgreSQL's costs ~20 ms)."""
     if name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     else:
         raise ConfigError(f"the {name} engine is not supported (PostgreSQL or SQLite)")
-    return insert(table).on_conflict_do_nothing()
+    return insert
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -54,9 +54,9 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from warehouse import models as m
+from warehouse.db import dialect_insert
 
 if TYPE_CHECKING:  # pandas only for the audit: an ingest must not pay for importing it
     import pandas as pd
@@ -257,8 +257,7 @@ def _columns(table) -> tuple[list[str], list[str]]:
 def _upsert(dialect: str, table, rows: Select):
     """INSERT the grouped ``rows``; where a row with the same keys exists, add to it."""
     names, key_names = _columns(table)
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    ins = insert(table).from_select(names, rows)
+    ins = dialect_insert(dialect)(table).from_select(names, rows)
     t, new = table.c, ins.excluded
     update = {}
     for c in names:
