@@ -122,12 +122,19 @@ def _finish(wh: Warehouse, s: Session, out: Removal, files: set[int], dry_run: b
 
 # -- models ----------------------------------------------------------------------------------
 
+def _named(s: Session, entity: type, name: str, *, what: str, listed_by: str,
+           lock: bool = False) -> Any:
+    """The ``entity`` row (a model, a dataset) called ``name``, locked for update with
+    ``lock``; else NotFound naming the command that lists them."""
+    stmt = select(entity).where(entity.name == name)
+    row = s.scalar(stmt.with_for_update() if lock else stmt)
+    if row is None:
+        raise NotFound(f"no {what} named {name!r}; `{listed_by}` lists them")
+    return row
+
+
 def _model(s: Session, name: str, *, lock: bool = False) -> m.Model:
-    stmt = select(m.Model).where(m.Model.name == name)
-    model = s.scalar(stmt.with_for_update() if lock else stmt)
-    if model is None:
-        raise NotFound(f"no model named {name!r}; `warehouse model list` lists them")
-    return model
+    return _named(s, m.Model, name, what="model", listed_by="warehouse model list", lock=lock)
 
 
 def remove_model(wh: Warehouse, name: str, *, dry_run: bool = False) -> Removal:
@@ -221,11 +228,7 @@ def _renamed_path(path: str, old: str, new: str) -> str:
 # -- datasets --------------------------------------------------------------------------------
 
 def _dataset(s: Session, name: str, *, lock: bool = False) -> m.Dataset:
-    stmt = select(m.Dataset).where(m.Dataset.name == name)
-    ds = s.scalar(stmt.with_for_update() if lock else stmt)
-    if ds is None:
-        raise NotFound(f"no dataset named {name!r}; `warehouse info` lists them")
-    return ds
+    return _named(s, m.Dataset, name, what="dataset", listed_by="warehouse info", lock=lock)
 
 
 def rename_dataset(wh: Warehouse, old: str, new: str) -> None:

@@ -24,12 +24,6 @@ SUMS = ("n_predicted", "n_failed", "n_energy", "e_abs", "e_sq", "f_abs", "f_sq",
         "s_sq", "s_n", "id_sum", "fn_abs", "fn_sq", "fn_n")
 
 
-def ensure_fresh(wh: Warehouse) -> bool:
-    """Always True: the sums are kept current by every ingest. (Kept for callers of the time
-    when the first leaderboard after an ingest rebuilt them.)"""
-    return True
-
-
 def pool_has_shared_structures(wh: Warehouse, sel: Selection) -> bool:
     if not sel.pool or len(sel.datasets) < 2:
         return False
