@@ -9,7 +9,9 @@ rebuilds tables by copy-and-rename.
 from __future__ import annotations
 
 import math
+import random
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +43,31 @@ def _on_sqlite_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     # explicitly and a whole ingest is one transaction (the pysqlite docs' recipe).
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    _set_wal(cur)
+    cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
     # Some builds of SQLite lack the math functions that our views (and PostgreSQL) have.
     dbapi_conn.create_function("sqrt", 1, _sqlite_sqrt, deterministic=True)
+
+
+def _set_wal(cur: sqlite3.Cursor) -> None:
+    """Put the catalog in WAL mode (a no-op once it is: the mode is kept in the file).
+
+    Switching a new file takes its write lock, and SQLite may answer "database is locked" at
+    once, without waiting out the busy timeout, while another process is switching the same
+    fresh file (several first uses at once). The switch is then tried again after a short
+    random pause, until the busy timeout has passed."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))
 
 
 def _on_sqlite_begin(conn: Any) -> None:
