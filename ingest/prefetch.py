@@ -13,7 +13,8 @@ each received message through a BytesIO. The child holds at most a few batches r
 (``CHILD_QUEUE``), so memory stays bounded.
 
 The child is forked before it reads anything and never touches what it inherited (the catalog
-connection, the lake); it ignores Ctrl-C (the parent handles it, then ends the child) and leaves
+connection, the lake); it ignores Ctrl-C (the parent handles it, then ends the child), gets
+SIGINT and SIGTERM only once its own handlers are set (they are blocked across the fork) and leaves
 through ``os._exit``, so nothing inherited is closed or flushed twice. Where fork is not safe
 (Windows, macOS, or a process that already runs other threads), the thread version
 :func:`prefetch` is used.
@@ -38,6 +39,7 @@ _END = object()
 # Items a reader process may hold ready beyond the one being sent: it keeps working while the
 # parent starts up or is slow, and memory stays bounded (a 100k-atom batch is ~6 MB).
 CHILD_QUEUE = 4
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 # "process", "thread" or "inline" (no read-ahead); tests set it to exercise each path.
 MODE = os.environ.get("WAREHOUSE_READ_AHEAD", "process")
 
@@ -84,7 +86,14 @@ class ReadAhead(Generic[T]):
                 target=_child_main,
                 args=(lambda: produce(lambda: bool(waiting.value)), send_end, read_fd),
                 name="warehouse-reader", daemon=True)
-            self._child.start()
+            # SIGINT and SIGTERM wait while the child is made: a child that got one before it
+            # set its own handlers would run the parent's (raising inside fork's after-fork
+            # hooks: "Exception ignored ..." on stderr); it takes them once its handlers are set
+            old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            try:
+                self._child.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             send_end.close()  # the child's end alone now holds the pipe open
             self._it: Iterator[T] = self._receive()
         elif mode == "thread":
@@ -162,6 +171,7 @@ def _can_fork() -> bool:
 def _child_main(produce: Callable[[], Iterable[T]], send_end: io.FileIO, read_fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent's to handle; it ends us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the parent for the fork
     os.close(read_fd)  # the parent's end: once the parent closes it, a send here fails (EPIPE)
     code = 0
     try:

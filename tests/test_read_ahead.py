@@ -117,6 +117,34 @@ def test_a_reader_process_that_dies_is_reported_not_waited_for() -> None:
             next(ra)
 
 
+SIGNAL_DURING_FORK = """
+import os, signal
+from ingest.interrupts import install
+from ingest.prefetch import ReadAhead, ReaderDied
+install()  # the parent's handler: it raises
+# a SIGTERM that reaches the child before its own handlers are set, as the parent's close()
+# (or a terminal's Ctrl-C, to the whole process group) can
+os.register_at_fork(after_in_child=lambda: os.kill(os.getpid(), signal.SIGTERM))
+with ReadAhead(lambda idle: iter(range(3)), mode="process") as ra:
+    try:
+        print(list(ra))
+    except ReaderDied as exc:
+        print(exc)
+"""
+
+
+@linux_only
+def test_a_signal_to_the_reader_before_its_handlers_are_set_ends_it_quietly() -> None:
+    """Not the parent's handler in the child (it raised inside fork's after-fork hooks and
+    printed "Exception ignored in: <function _after_fork ...>" with a traceback): the signal
+    waits until the child's own handlers are set, then SIGTERM ends it."""
+    done = subprocess.run([sys.executable, "-c", SIGNAL_DURING_FORK], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout.strip() == "the reader process ended without a result (killed by signal 15)"
+
+
 # -- the extended XYZ reader ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", ["process", "thread", "inline"])
