@@ -32,20 +32,20 @@ class WarehouseGroup(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:  # a SIGINT before the console script's handlers (embedding)
-            interrupted(130)
-        except Exception as exc:
+        except BaseException as exc:
+            # first a signal (ingest.interrupts.Interrupted, or a KeyboardInterrupt before the
+            # console script's handlers, when embedded), also one that C code wrapped in
+            # another error: never reported as a failure of the command's input
+            code = interrupted_code(exc)
+            if code is not None:
+                interrupted(code)
             if not _is_warehouse_error(exc):
                 raise
             typer.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
-        except BaseException as exc:  # ingest.interrupts.Interrupted: a SIGINT or SIGTERM
-            if type(exc).__name__ != "Interrupted":
-                raise
-            interrupted(exc.exit_code)
 
 
-from cli.early import interrupted_message  # noqa: E402 - one wording for every place that says it
+from cli.early import interrupted_code, interrupted_message  # noqa: E402 - one wording for every place
 
 
 def interrupted(code: int) -> None:

@@ -236,10 +236,21 @@ def interrupted_message() -> str:
 
 
 def interrupted_code(exc: BaseException) -> int | None:
-    """The exit status for a signal's exception (130 for Ctrl-C, 143 for SIGTERM), else None."""
+    """The exit status for a signal's exception (130 for Ctrl-C, 143 for SIGTERM), else None.
+
+    Any other error that escapes once the command's signal handler has run counts as that
+    signal: raised inside an import, the signal's exception can come out as another error (a
+    class body's ``__set_name__`` makes it the cause of a RuntimeError; numpy's
+    ``PyCapsule_Import`` replaces it with an ImportError of its own)."""
+    if isinstance(exc, SystemExit):  # a deliberate exit (one that already said it was interrupted)
+        return None
     if isinstance(exc, KeyboardInterrupt):
         return 130
-    return getattr(exc, "exit_code", None) if type(exc).__name__ == "Interrupted" else None
+    if type(exc).__name__ == "Interrupted":
+        return getattr(exc, "exit_code", None)
+    interrupts = sys.modules.get("ingest.interrupts")
+    signum = getattr(interrupts, "received", None)
+    return None if signum is None else interrupts.EXIT_CODES.get(signum, 128 + signum)
 
 
 def _leave(code: object) -> None:

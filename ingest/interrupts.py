@@ -35,6 +35,10 @@ RECHECK_S = 0.05
 _depth = 0  # critical blocks entered
 _in_call = False  # a driver call in progress on the main thread
 _pending: BaseException | None = None
+# The signal this command is stopping on, once one came. Its exception can be lost on the way:
+# raised inside an import, C code may replace it with an error of its own (numpy's
+# PyCapsule_Import, an ImportError with no cause). The CLI then still knows why it is stopping.
+received: int | None = None
 _main = threading.main_thread()
 
 
@@ -49,14 +53,18 @@ class Interrupted(BaseException):
 
 def install() -> None:
     """Raise :class:`Interrupted` on SIGINT and SIGTERM from now on (main thread only)."""
+    global received
     if threading.current_thread() is not _main:
         return
+    received = None
     for sig in EXIT_CODES:
         signal.signal(sig, _on_signal)
     signal.signal(signal.SIGALRM, _on_recheck)
 
 
 def _on_signal(signum: int, _frame: Any) -> None:
+    global received
+    received = signum
     # one interrupt per command: a second Ctrl-C or TERM must not cut the rollback short
     for sig in EXIT_CODES:
         signal.signal(sig, signal.SIG_IGN)

@@ -22,6 +22,7 @@ are its own methods below.
 
 from __future__ import annotations
 
+import signal
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from itertools import repeat
@@ -34,6 +35,7 @@ import pyarrow as pa
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
+from ingest import interrupts
 from ingest.interrupts import critical, watch_engine
 from ingest.writers.bulk import BulkPath, as_float
 from ingest.writers.conflicts import conflict_of
@@ -592,6 +594,9 @@ def _record_failure(wh: Warehouse, run_id: int, exc: BaseException) -> None:
     message = str(exc) or type(exc).__name__
     if conflict_of(exc) is not None:
         message = f"undone to be retried: a concurrent ingest wrote the same rows ({message})"
+    elif interrupts.received is not None and not isinstance(exc, interrupts.Interrupted):
+        # the signal's exception, replaced on its way by C code (see interrupts.received)
+        message = f"interrupted by signal {signal.Signals(interrupts.received).name} ({message})"
     try:
         with wh.engine.begin() as conn:
             conn.execute(update(m.IngestRun).where(m.IngestRun.id == run_id).values(

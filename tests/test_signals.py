@@ -181,3 +181,106 @@ def test_importing_the_console_module_leaves_a_library_users_handlers_alone() ->
     code = "import signal, cli.early; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "True", done.stderr
+
+
+
+LOST_SIGNAL = """
+import os, signal, sys, time
+import typer
+import cli.app, cli.early
+from cli.context import WarehouseGroup
+from warehouse.errors import WarehouseError
+
+class Wrapped:  # the signal lands in __set_name__: a RuntimeError whose cause it is
+    def __set_name__(self, owner, name):
+        os.kill(os.getpid(), SIG)
+        time.sleep(5)
+
+class Lost:  # as numpy's PyCapsule_Import: the signal's exception replaced by an ImportError
+    def __set_name__(self, owner, name):
+        try:
+            os.kill(os.getpid(), SIG)
+            time.sleep(5)
+        except BaseException:
+            pass
+        raise ImportError('PyCapsule_Import could not import module "datetime"')
+
+def console_level():  # during the console script's own imports
+    class Unlucky:
+        late = HOW()
+
+app = typer.Typer(cls=WarehouseGroup)
+
+@app.command()
+def read() -> None:  # inside a command, whose reader turns any failure into its own error
+    try:
+        class Unlucky:
+            late = HOW()
+    except Exception as exc:
+        raise WarehouseError("file.xyz, line 3: unreadable") from exc
+
+@app.command()
+def other() -> None:
+    pass
+
+cli.app.main = console_level if sys.argv[1:] == ["console"] else app
+cli.early.console()
+"""
+
+
+@pytest.mark.parametrize("how", ["Wrapped", "Lost"])
+@pytest.mark.parametrize("where", ["console", "read"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_that_c_code_wrapped_or_replaced_still_ends_cleanly(sig, where, how, tmp_path) -> None:
+    """C code can turn the signal's exception into another error: the cause of a RuntimeError
+    (a class body's __set_name__), or replaced by an ImportError (numpy's PyCapsule_Import).
+    Seen under load: a SIGTERM during `import numpy` printed either traceback. Still the message
+    and the signal's exit status, never a traceback nor "Error: <the input is bad>"."""
+    script = tmp_path / "warehouse"  # named as the console script: cli.early checks argv[0]
+    script.write_text(LOST_SIGNAL.replace("SIG)", f"{int(sig)})").replace("HOW()", f"{how}()"))
+    done = subprocess.run([sys.executable, str(script), where], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == EXIT[sig], done.stderr
+    assert done.stderr == MESSAGE + "\n"
+
+
+REPLACED_IN_INGEST = """
+import os, signal, sys, time
+from ingest.interrupts import install
+install()
+from warehouse import open_warehouse
+from ingest.loader import ingest_run
+
+class Lost:  # as numpy's PyCapsule_Import: the signal's exception replaced by an ImportError
+    def __set_name__(self, owner, name):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except BaseException:
+            pass
+        raise ImportError("could not import")
+
+wh = open_warehouse(sys.argv[1], sys.argv[2])
+try:
+    with ingest_run(wh, kind="structures", source="replaced") as ld:
+        ld.level_of_theory("replaced-level")
+        class Unlucky:
+            late = Lost()
+except Exception:  # the ImportError (a RuntimeError whose cause it is, before Python 3.12)
+    sys.exit(3)
+"""
+
+
+def test_a_replaced_signal_inside_an_ingest_is_recorded_as_the_signal(db_url, lake_path, wh) -> None:
+    done = subprocess.run([sys.executable, "-c", REPLACED_IN_INGEST, db_url, str(lake_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert wh.counts()["levels_of_theory"] == 0
+    from sqlalchemy import select
+
+    from warehouse import models as m
+
+    with wh.session() as s:
+        status, message = s.execute(select(m.IngestRun.status, m.IngestRun.message)).one()
+    assert status == "failed"
+    assert message.startswith("interrupted by signal SIGTERM ("), message
