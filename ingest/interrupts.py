@@ -18,11 +18,16 @@ Two places defer it instead of raising:
   a second.
 - Inside a :func:`critical` block: an ingest's commit, which must either land whole or be undone
   whole; the interrupt is raised when the block ends (``ingest_run`` then finds out which).
+
+Where Python itself drops an exception (a weakref callback or a finaliser: "Exception ignored
+in: ..."), the interrupt is raised again 50 ms later; where C code replaces it with an error of
+its own, :data:`received` still says which signal came.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +44,7 @@ _pending: BaseException | None = None
 # raised inside an import, C code may replace it with an error of its own (numpy's
 # PyCapsule_Import, an ImportError with no cause). The CLI then still knows why it is stopping.
 received: int | None = None
+_unraisable_before = sys.unraisablehook  # the hook that prints "Exception ignored in: ..."
 _main = threading.main_thread()
 
 
@@ -53,13 +59,28 @@ class Interrupted(BaseException):
 
 def install() -> None:
     """Raise :class:`Interrupted` on SIGINT and SIGTERM from now on (main thread only)."""
-    global received
+    global received, _unraisable_before
     if threading.current_thread() is not _main:
         return
     received = None
     for sig in EXIT_CODES:
         signal.signal(sig, _on_signal)
     signal.signal(signal.SIGALRM, _on_recheck)
+    if sys.unraisablehook is not _on_unraisable:
+        _unraisable_before = sys.unraisablehook
+        sys.unraisablehook = _on_unraisable
+
+
+def _on_unraisable(unraisable: Any) -> None:
+    """An interrupt raised where Python cannot pass an exception on (a weakref callback, such as
+    importlib's module locks', or a finaliser) is printed as "Exception ignored" and dropped: the
+    command would run on as if no signal had come. It is raised again a moment later instead."""
+    global _pending
+    if isinstance(unraisable.exc_value, Interrupted):
+        _pending = unraisable.exc_value
+        signal.setitimer(signal.ITIMER_REAL, RECHECK_S)
+        return
+    _unraisable_before(unraisable)
 
 
 def _on_signal(signum: int, _frame: Any) -> None:
