@@ -319,3 +319,39 @@ def test_a_signal_that_python_drops_in_a_callback_is_raised_again(sig) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == f"Interrupted {EXIT[sig]}", done.stdout + done.stderr
     assert done.stderr == ""
+
+
+IN_POOL_CLOSE = """
+import os, signal, sys, time
+from sqlalchemy import text
+from ingest.interrupts import Interrupted, install, watch_engine
+from warehouse.db import make_engine
+install()
+engine = make_engine(sys.argv[1])
+watch_engine(engine)
+real_close = engine.dialect.do_close
+
+def close(dbapi_connection):  # the signal lands while the pool closes a connection
+    real_close(dbapi_connection)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.5)
+
+engine.dialect.do_close = close
+with engine.connect() as conn:
+    conn.execute(text("SELECT 1"))
+try:
+    engine.dispose()
+    print("finished")
+except Interrupted as exc:
+    print("Interrupted", exc.exit_code)
+"""
+
+
+def test_a_signal_while_the_pool_closes_a_connection_prints_no_pool_traceback(tmp_path) -> None:
+    """The pool logs "Exception closing connection ..." with a traceback before it raises the
+    interrupt on (seen under load at the end of an ingest): the log record is dropped."""
+    url = f"sqlite:///{tmp_path / 'c.sqlite'}"
+    done = subprocess.run([sys.executable, "-c", IN_POOL_CLOSE, url], capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.strip() == "Interrupted 143", done.stdout + done.stderr
+    assert done.stderr == ""
