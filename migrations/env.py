@@ -29,6 +29,11 @@ def run_migrations_online() -> None:
             target_metadata=target_metadata,
             render_as_batch=is_sqlite,
             compare_type=True,
+            # One transaction for the whole upgrade on SQLite too (alembic assumes SQLite's DDL
+            # is not transactional, which is pysqlite's implicit COMMIT before DDL; warehouse.db
+            # turns that off): an upgrade, or a first use, that is interrupted or fails leaves
+            # the catalog where it was, not at some revision in between.
+            transactional_ddl=True,
         )
         with context.begin_transaction():
             context.run_migrations()

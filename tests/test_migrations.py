@@ -32,6 +32,24 @@ def test_upgrade_downgrade_roundtrip(db_url: str) -> None:
     engine.dispose()
 
 
+def test_an_upgrade_that_fails_part_way_leaves_the_catalog_as_it_was(db_url: str) -> None:
+    """The whole upgrade is one transaction on both engines: revision 0005 fails here (its table
+    exists already), and revisions 0001-0004 are undone with it. On SQLite alembic committed
+    each revision on its own before, so an interrupted first use left a catalog at 0006 that
+    every later command refused ("run `warehouse db upgrade`")."""
+    from sqlalchemy import text
+
+    engine = make_engine(db_url)
+    migrate.downgrade(engine, "base")  # PostgreSQL's test databases come migrated
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE leaderboard_sums (x INTEGER)"))
+    with pytest.raises(Exception, match="leaderboard_sums"):
+        migrate.upgrade(engine)
+    assert current_revision(engine) is None
+    assert set(inspect(engine).get_table_names()) - {"alembic_version"} == {"leaderboard_sums"}
+    engine.dispose()
+
+
 def test_models_and_migrations_agree(wh) -> None:
     assert _diff(wh.engine) == []
 
