@@ -212,6 +212,12 @@ def console() -> None:
         main()
     except SystemExit as exc:
         if not ingest:
+            # The command is done and its status decided; the interpreter's teardown follows
+            # (0.1-0.3 s after alembic or matplotlib), during which Python restores the default
+            # handlers: a signal then would end a finished command as "killed by SIGTERM".
+            # It waits instead, and is dropped when the process exits with the command's status.
+            if hasattr(signal, "pthread_sigmask"):  # POSIX
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
             raise
         _leave(exc.code)
     except BaseException as exc:  # Interrupted (or a KeyboardInterrupt) outside a command
