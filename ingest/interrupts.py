@@ -134,16 +134,6 @@ def watch_engine(engine: Any) -> None:
     event.listen(engine, "before_cursor_execute", _call_starts)
     event.listen(engine, "after_cursor_execute", _call_ends)
     event.listen(engine, "handle_error", _call_failed)
-    # An interrupt that lands while the pool closes or resets a connection is logged by the pool
-    # with its traceback ("Exception closing connection ...") and then raised on: the raise is
-    # what the command reports; the log record is dropped.
-    pool_logger = getattr(engine.pool.logger, "logger", engine.pool.logger)
-    if _not_an_interrupt not in pool_logger.filters:
-        pool_logger.addFilter(_not_an_interrupt)
-
-
-def _not_an_interrupt(record: Any) -> bool:
-    return not (record.exc_info and isinstance(record.exc_info[1], Interrupted))
 
 
 def _call_starts(*_args: Any) -> None:

@@ -324,11 +324,10 @@ def test_a_signal_that_python_drops_in_a_callback_is_raised_again(sig) -> None:
 IN_POOL_CLOSE = """
 import os, signal, sys, time
 from sqlalchemy import text
-from ingest.interrupts import Interrupted, install, watch_engine
+from ingest.interrupts import Interrupted, install
 from warehouse.db import make_engine
 install()
-engine = make_engine(sys.argv[1])
-watch_engine(engine)
+engine = make_engine(sys.argv[1])  # any command's engine, not only an ingest's
 real_close = engine.dialect.do_close
 
 def close(dbapi_connection):  # the signal lands while the pool closes a connection

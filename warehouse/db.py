@@ -81,6 +81,21 @@ def _on_sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN")
 
 
+def _not_an_interrupt(record: Any) -> bool:
+    exc = record.exc_info[1] if record.exc_info else None
+    return type(exc).__name__ != "Interrupted"  # ingest.interrupts.Interrupted, not imported here
+
+
+def _quiet_pool_on_interrupt(engine: Engine) -> Engine:
+    """An interrupt (``ingest.interrupts.Interrupted``) that lands while the pool closes or
+    resets a connection is logged by the pool with its traceback ("Exception closing connection
+    ...") and then raised on: the raise is what the command reports, so that record is dropped."""
+    logger = getattr(engine.pool.logger, "logger", engine.pool.logger)  # an echo_pool engine's own
+    if _not_an_interrupt not in logger.filters:
+        logger.addFilter(_not_an_interrupt)
+    return engine
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine for ``url`` with the per-dialect settings above."""
     try:
@@ -93,9 +108,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _on_sqlite_connect)
         event.listen(engine, "begin", _on_sqlite_begin)
-        return engine
+        return _quiet_pool_on_interrupt(engine)
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(url, pool_pre_ping=True, **kwargs)
+        return _quiet_pool_on_interrupt(create_engine(url, pool_pre_ping=True, **kwargs))
     return create_engine(url, **kwargs)
 
 
