@@ -215,9 +215,10 @@ def console() -> None:
             # The command is done and its status decided; the interpreter's teardown follows
             # (0.1-0.3 s after alembic or matplotlib), during which Python restores the default
             # handlers: a signal then would end a finished command as "killed by SIGTERM".
-            # It waits instead, and is dropped when the process exits with the command's status.
-            if hasattr(signal, "pthread_sigmask"):  # POSIX
-                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            # It is ignored instead. (Ignored process-wide: Python keeps SIG_IGN through its
+            # teardown, while a blocked signal would still reach another thread, pyarrow's pool.)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             raise
         _leave(exc.code)
     except BaseException as exc:  # Interrupted (or a KeyboardInterrupt) outside a command

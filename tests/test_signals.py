@@ -357,7 +357,7 @@ def test_a_signal_while_the_pool_closes_a_connection_prints_no_pool_traceback(tm
 
 
 IN_TEARDOWN = """
-import os, signal, sys, time
+import os, signal, sys, threading, time
 import cli.app, cli.early
 
 class Teardown:  # freed with the modules, after Python has restored the default handlers
@@ -368,6 +368,9 @@ class Teardown:  # freed with the modules, after Python has restored the default
 def main():
     global late
     late = Teardown()
+    # a thread still alive at teardown, as pyarrow's and BLAS's pools are: a process-wide signal
+    # may be delivered to it rather than to the main thread
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
     print("done", flush=True)
     sys.exit(0)
 
