@@ -19,6 +19,7 @@ loops meanwhile: the windows between steps widen, which is where this found its 
 
 Run:  python benchmarks/signal_storm.py --runs 200 --load 2                (ingest, fresh catalogs)
       python benchmarks/signal_storm.py --runs 100 --command upgrade
+      python benchmarks/signal_storm.py --runs 150 --command read     (leaderboard, check, runs)
       python benchmarks/signal_storm.py --runs 200 --pg postgresql://postgres@127.0.0.1:5432/postgres
 """
 
@@ -44,6 +45,11 @@ from ingest_helpers import write_fcc_xyz  # noqa: E402 - after the path is set
 WAREHOUSE = Path(sys.executable).with_name("warehouse")
 MESSAGE = "Interrupted: nothing from this command was kept."
 EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+COMMANDS = {
+    "ingest": [["ingest", "structures", "{xyz}", "-d", "storm"]],
+    "upgrade": [["db", "upgrade"]],
+    "read": [["leaderboard", "--by", "element"], ["check"], ["runs"]],
+}
 
 
 class Catalogs:
@@ -98,7 +104,9 @@ def check(url: str, lake: Path) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=200)
-    ap.add_argument("--command", choices=["ingest", "upgrade"], default="ingest")
+    ap.add_argument("--command", choices=list(COMMANDS), default="ingest",
+                    help="ingest and upgrade: a fresh catalog per run; the read-only commands"
+                         " (leaderboard --by element, check, runs, in turn): one catalog")
     ap.add_argument("--structures", type=int, default=600, help="fcc cells of 32 atoms in the file")
     ap.add_argument("--window", type=float, default=None,
                     help="latest signal, s (default: 1.2x one undisturbed run)")
@@ -115,13 +123,19 @@ def main() -> None:
         write_fcc_xyz(xyz, args.structures, reps=2, seed=3)
         catalogs = Catalogs(workdir, args.pg)
 
-        def command(url: str, lake: Path) -> list[str]:
-            tail = ["ingest", "structures", str(xyz), "-d", "storm"] if args.command == "ingest" \
-                else ["db", "upgrade"]
+        def command(url: str, lake: Path, i: int = 0) -> list[str]:
+            tails = COMMANDS[args.command]
+            tail = [str(xyz) if word == "{xyz}" else word for word in tails[i % len(tails)]]
             return [str(WAREHOUSE), "--url", url, "--lake", str(lake), *tail]
 
+        first = catalogs.new(-1)
+        if args.command == "read":  # what they read: the cells, and a model equal to them
+            subprocess.run([str(WAREHOUSE), "--url", first[0], "--lake", str(first[1]), "ingest",
+                            "structures", str(xyz), "-d", "storm"], check=True, capture_output=True)
+            subprocess.run([str(WAREHOUSE), "--url", first[0], "--lake", str(first[1]), "ingest",
+                            "predictions", str(xyz), "-m", "same", "--force"], check=True, capture_output=True)
         t0 = time.perf_counter()
-        subprocess.run(command(*catalogs.new(-1)), check=True, capture_output=True)
+        subprocess.run(command(*first), check=True, capture_output=True)
         undisturbed = time.perf_counter() - t0
         window = args.window or 1.2 * undisturbed
         busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
@@ -130,8 +144,8 @@ def main() -> None:
         try:
             for i in range(args.runs):
                 sig = (signal.SIGINT, signal.SIGTERM)[i % 2]
-                url, lake = catalogs.new(i)
-                proc = subprocess.Popen(command(url, lake), stdout=subprocess.PIPE,
+                url, lake = first if args.command == "read" else catalogs.new(i)
+                proc = subprocess.Popen(command(url, lake, i), stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True)
                 delay = rng.uniform(0.0, window)
                 time.sleep(delay)
@@ -149,7 +163,7 @@ def main() -> None:
         unclean = [(url, out) for url, lake in catalogs.made if (out := check(url, lake))]
         catalogs.drop_all()
 
-    words = "ingest structures" if args.command == "ingest" else "db upgrade"
+    words = " / ".join(" ".join(w for w in tail if w != "{xyz}") for tail in COMMANDS[args.command])
     print(f"{args.runs} x `warehouse {words}` on {'PostgreSQL' if args.pg else 'SQLite'},"
           f" signals at 0-{window:.2f} s (one undisturbed run: {undisturbed:.2f} s),"
           f" {args.load} busy loops")
