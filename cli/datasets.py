@@ -12,7 +12,6 @@ from cli.output import Format, FormatOpt, OutOpt, YesOpt, emit, render
 app = typer.Typer(cls=WarehouseGroup, help="List, rename and remove datasets.", no_args_is_help=True)
 
 
-
 @app.command("list")
 def list_cmd(
     ctx: typer.Context,

@@ -40,7 +40,6 @@ from warehouse.hashing import sha256_bytes, sha256_file
 from warehouse.names import BadName, check_name
 
 SOURCE_TYPES = ("model", "level_of_theory")
-PROPERTY_NAME_LENGTH = 128  # properties.property is VARCHAR(128)
 UNEP_LEVEL = "VASP-PBE (UNEP-v1 reference)"
 UNEP_MODEL = "unep-v1"
 
@@ -72,13 +71,18 @@ def _record(row: dict[str, Any], path: str, where: str) -> PropertyRecord:
     extra = {k: v for k, v in row.items() if k not in known and v not in (None, "")}
     key = str(row["key"]) if row.get("key") not in (None, "") else None
     try:  # names as every other name is checked (warehouse.names), to their columns' widths
-        material = check_name(str(row["material"]), what="material")
-        prop = check_name(str(row["property"]), what="property", max_length=PROPERTY_NAME_LENGTH)
-        key = None if key is None else check_name(key, what="key")
+        material = check_name(str(row["material"]), what="material", max_length=_width("material"))
+        prop = check_name(str(row["property"]), what="property", max_length=_width("property"))
+        key = None if key is None else check_name(key, what="key", max_length=_width("key"))
     except BadName as exc:
         raise IngestError(str(exc), path=path, where=where) from None
     return PropertyRecord(material, prop, key, value, row.get("unit") or None, str(row["source"]),
                           st, row.get("structure") or None, extra)
+
+
+def _width(column: str) -> int:
+    """The width of a ``properties`` column, from the schema (``warehouse.models.Property``)."""
+    return m.Property.__table__.c[column].type.length
 
 
 @reader_guard
